@@ -1,0 +1,4 @@
+"""``python -m charrnn`` is the ``charrnn`` command."""
+from .cli import cli
+
+cli(prog_name="charrnn")

@@ -1,0 +1,271 @@
+"""The ``charrnn`` command line: parse, call, print. Text on stdout; everything else on stderr."""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+
+import click
+import numpy as np
+
+from . import __version__
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import TrainConfig, resumed_config
+from .data import CorpusError, UnknownCharactersError, read_corpus
+from .evaluate import score_text
+from .sample import generate
+from .train import Trainer, TrainingError, best_path, history_path, run_training
+
+DEFAULT_CHECKPOINT_DIR = "checkpoints"
+DEFAULTS = TrainConfig()
+EXIT_SIGNAL_BASE = 128   # a process stopped by signal N exits with 128 + N, by convention
+
+
+def say(message: str) -> None:
+    """A message for the user, on stderr."""
+    click.echo(message, err=True)
+
+
+def fail(message: str):
+    raise click.ClickException(message)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="charrnn")
+def cli():
+    """Train a character-level vanilla RNN on a text file and generate text from it."""
+
+
+def default_checkpoint_for(text_file: str) -> str:
+    stem = os.path.splitext(os.path.basename(text_file))[0] or "model"
+    return os.path.join(DEFAULT_CHECKPOINT_DIR, stem + ".npz")
+
+
+def check_writable_folder(checkpoint: str) -> None:
+    """Fail now, not after an hour of training, if the checkpoint cannot be written."""
+    folder = os.path.dirname(os.path.abspath(checkpoint))
+    if os.path.isdir(checkpoint):
+        fail(f"{checkpoint} is a directory; give --checkpoint a file name ending in .npz")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        fail(f"cannot write checkpoints in {folder}: {error.strerror or error}")
+
+
+def range_help(text: str, default) -> str:
+    return f"{text} [default: {default}]"
+
+
+@cli.command()
+@click.argument("text_file", metavar="TEXT_FILE")
+@click.option("--checkpoint", "checkpoint_path", metavar="PATH",
+              help="Where to save the model. [default: checkpoints/<TEXT_FILE stem>.npz]")
+@click.option("--resume", is_flag=True, help="Continue training the model saved at --checkpoint.")
+@click.option("--force", is_flag=True, help="Start a new model even if --checkpoint exists (overwrites it).")
+@click.option("--hidden-size", type=click.IntRange(min=1), metavar="H",
+              help=range_help("Size of the hidden state.", DEFAULTS.hidden_size))
+@click.option("--seq-length", type=click.IntRange(min=1), metavar="T",
+              help=range_help("Time steps per window of truncated BPTT.", DEFAULTS.seq_length))
+@click.option("--batch-size", type=click.IntRange(min=1), metavar="B",
+              help=range_help("Parallel streams the text is cut into.", DEFAULTS.batch_size))
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), metavar="LR",
+              help=range_help("Adagrad step size.", DEFAULTS.learning_rate))
+@click.option("--clip", type=click.FloatRange(min=0, min_open=True), metavar="C",
+              help=range_help("Clip gradients elementwise to [-C, C].", DEFAULTS.clip))
+@click.option("--max-iters", type=click.IntRange(min=1), metavar="N",
+              help=range_help("Total iterations (a resumed run continues up to N).", DEFAULTS.max_iters))
+@click.option("--val-fraction", type=click.FloatRange(min=0, max=1, max_open=True), metavar="F",
+              help=range_help("Fraction of the text, at its end, held out for validation.",
+                              DEFAULTS.val_fraction))
+@click.option("--eval-every", type=click.IntRange(min=1), metavar="N",
+              help=range_help("Iterations between validation losses.", DEFAULTS.eval_every))
+@click.option("--checkpoint-every", type=click.IntRange(min=1), metavar="N",
+              help=range_help("Iterations between checkpoint saves.", DEFAULTS.checkpoint_every))
+@click.option("--sample-every", type=click.IntRange(min=0), metavar="N",
+              help=range_help("Iterations between samples printed to stderr (0: never).",
+                              DEFAULTS.sample_every))
+@click.option("--dtype", type=click.Choice(["float32", "float64"]),
+              help=range_help("Floating-point type of the model.", DEFAULTS.dtype))
+@click.option("--random-seed", type=int, metavar="SEED",
+              help=range_help("Seed for the initial weights.", DEFAULTS.random_seed))
+@click.option("--encoding", metavar="NAME",
+              help=range_help("Text encoding of TEXT_FILE.", DEFAULTS.encoding))
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def train(text_file, checkpoint_path, resume, force, quiet, **options):
+    """Train a model on TEXT_FILE, saving checkpoints as it goes.
+
+    Ctrl-C saves the model and stops; run the same command with --resume to continue.
+    """
+    overrides = {name: value for name, value in options.items() if value is not None}
+    checkpoint_path = checkpoint_path or default_checkpoint_for(text_file)
+    if resume and force:
+        fail("--resume and --force contradict each other: --resume continues the saved model, "
+             "--force replaces it")
+    exists = os.path.exists(checkpoint_path)
+    if exists and not (resume or force):
+        fail(f"{checkpoint_path} already exists: pass --resume to continue training it, "
+             f"or --force to overwrite it with a new model")
+    if resume and not exists:
+        fail(f"cannot resume: no checkpoint at {checkpoint_path}")
+    check_writable_folder(checkpoint_path)
+
+    try:
+        if resume:
+            saved = load_checkpoint(checkpoint_path)
+            config = resumed_config(saved.config, overrides)
+            corpus = read_corpus(text_file, config.encoding, vocab=saved.vocab)
+        else:
+            saved = None
+            config = TrainConfig(**overrides)
+            config.validate()
+            corpus = read_corpus(text_file, config.encoding)
+            if len(corpus.vocab) < 2:
+                fail(f"{text_file} has a single distinct character ({corpus.vocab.chars[0]!r}): "
+                     f"there is nothing to learn")
+        trainer = Trainer(config, corpus, saved)
+    except UnknownCharactersError as error:
+        fail(f"{text_file} has characters the checkpoint's model does not know ({error}); "
+             f"train a new model with --force")
+    except (CheckpointError, CorpusError, TrainingError, ValueError) as error:
+        fail(str(error))
+
+    if saved is not None and saved.state.get("text_sha256") != corpus.sha256:
+        say(f"note: {text_file} differs from the text this model was trained on; "
+            f"its streams start again from the beginning")
+    if trainer.iteration >= config.max_iters:
+        say(f"{checkpoint_path} is already trained for {trainer.iteration} iterations; "
+            f"raise --max-iters to train further")
+        return
+    verb = "resuming" if saved is not None else "training"
+    say(f"{verb} {checkpoint_path}: {len(corpus.vocab)} characters in the vocabulary, "
+        f"{len(corpus.indices):,} in the text, {trainer.params.flat.size:,} parameters")
+
+    try:
+        outcome = run_training(trainer, checkpoint_path, show_progress=not quiet)
+    except (CheckpointError, TrainingError) as error:
+        fail(str(error))
+    if not outcome.finished:
+        say(f"interrupted at iteration {trainer.iteration}; saved {checkpoint_path}. "
+            f"To continue: charrnn train {text_file} --checkpoint {checkpoint_path} --resume")
+        sys.exit(EXIT_SIGNAL_BASE + outcome.signal_number)
+    say(f"done: iteration {trainer.iteration}, train loss {trainer.smooth_loss:.3f} nats/char, "
+        f"{describe_val(trainer.history)}; saved {checkpoint_path}")
+
+
+def describe_val(history) -> str:
+    val = history[-1, 3] if len(history) else math.nan
+    if math.isnan(val):
+        return "no validation text"
+    return f"validation loss {val:.3f} nats/char ({val / math.log(2):.3f} bits)"
+
+
+def latest_checkpoint() -> str:
+    """The most recently written checkpoint under checkpoints/ (not counting .best files)."""
+    try:
+        names = [os.path.join(DEFAULT_CHECKPOINT_DIR, name) for name in os.listdir(DEFAULT_CHECKPOINT_DIR)
+                 if name.endswith(".npz") and not name.endswith(".best.npz")]
+    except OSError:
+        names = []
+    if not names:
+        fail(f"no checkpoint found in {DEFAULT_CHECKPOINT_DIR}/: train one with "
+             f"'charrnn train TEXT_FILE', or pass --checkpoint PATH")
+    return max(names, key=os.path.getmtime)
+
+
+def open_checkpoint(path: str | None, best: bool = False):
+    """Load the checkpoint at ``path`` (default: the latest), or its .best twin."""
+    if path is None:
+        path = latest_checkpoint()
+        say(f"using {path}" if not best else f"using the best of {path}")
+    if best:
+        path = best_path(path)
+    try:
+        return path, load_checkpoint(path)
+    except CheckpointError as error:
+        fail(str(error))
+
+
+@cli.command()
+@click.option("--checkpoint", "checkpoint_path", metavar="PATH",
+              help="Model to sample from. [default: the latest checkpoint in checkpoints/]")
+@click.option("--best", is_flag=True, help="Use the checkpoint's lowest-validation-loss twin (.best.npz).")
+@click.option("--seed", default="", metavar="TEXT",
+              help="Text to prime the network with; printed before the generated text. [default: none]")
+@click.option("-n", "--length", default=500, show_default=True, type=click.IntRange(min=0),
+              metavar="N", help="Characters to generate after the seed.")
+@click.option("--temperature", default=1.0, show_default=True,
+              type=click.FloatRange(min=0, min_open=True), metavar="T",
+              help="Below 1: safer, more repetitive text; above 1: wilder text.")
+@click.option("--top-k", type=click.IntRange(min=1), metavar="K",
+              help="Draw only among the K most likely characters.")
+@click.option("--greedy", is_flag=True, help="Always take the most likely character (no randomness).")
+@click.option("--random-seed", type=int, metavar="SEED",
+              help="Seed for the draws; the same seed gives the same text. [default: random]")
+def sample(checkpoint_path, best, seed, length, temperature, top_k, greedy, random_seed):
+    """Generate text from a trained model and print it to stdout."""
+    _, checkpoint = open_checkpoint(checkpoint_path, best)
+    vocab = checkpoint.vocab
+    if top_k is not None and top_k > len(vocab):
+        fail(f"--top-k {top_k} is larger than the vocabulary ({len(vocab)} characters)")
+    rng = np.random.default_rng(random_seed)
+    try:
+        characters = generate(checkpoint.params, vocab, seed, length, rng,
+                              temperature=temperature, top_k=top_k, greedy=greedy)
+        first = next(characters, "") if length else ""
+    except UnknownCharactersError as error:
+        fail(f"--seed has {error}")
+    out = sys.stdout
+    out.write(seed + first)
+    for i, char in enumerate(characters):
+        out.write(char)
+        if char == "\n" or i % 256 == 0:
+            out.flush()   # stream the text as it comes
+    out.write("\n")
+    out.flush()
+
+
+@cli.command()
+@click.argument("checkpoint_path", metavar="[CHECKPOINT]", required=False)
+def info(checkpoint_path):
+    """Describe a checkpoint: settings, vocabulary, progress and losses."""
+    path, checkpoint = open_checkpoint(checkpoint_path)
+    state, config = checkpoint.state, checkpoint.config
+    lines = [f"checkpoint:        {path}",
+             f"iteration:         {state['iteration']} of {config.max_iters}",
+             f"characters seen:   {state['chars_seen']:,}",
+             f"training time:     {state['elapsed_seconds']:.1f} s",
+             f"vocabulary:        {len(checkpoint.vocab)} characters",
+             f"parameters:        {checkpoint.params.flat.size:,}",
+             f"train loss:        {state['smooth_loss']:.4f} nats/char (smoothed)"]
+    for label, key in (("validation loss:", "last_val_loss"), ("best val. loss:", "best_val_loss")):
+        value = state.get(key)
+        shown = f"{value:.4f} nats/char ({value / math.log(2):.4f} bits)" if value is not None else "-"
+        lines.append(f"{label:<19}{shown}")
+    lines.append(f"history:           {history_path(path)} ({len(checkpoint.history)} evaluations)")
+    lines.append("settings:")
+    lines += [f"  {name:<17}{value}" for name, value in config.to_dict().items()]
+    click.echo("\n".join(lines))
+
+
+@cli.command(name="eval")
+@click.argument("text_file", metavar="TEXT_FILE")
+@click.option("--checkpoint", "checkpoint_path", metavar="PATH",
+              help="Model to evaluate. [default: the latest checkpoint in checkpoints/]")
+@click.option("--best", is_flag=True, help="Use the checkpoint's lowest-validation-loss twin (.best.npz).")
+def evaluate(text_file, checkpoint_path, best):
+    """Score a model on TEXT_FILE: cross-entropy in nats and bits per character, perplexity."""
+    _, checkpoint = open_checkpoint(checkpoint_path, best)
+    try:
+        corpus = read_corpus(text_file, checkpoint.config.encoding, vocab=checkpoint.vocab)
+    except UnknownCharactersError as error:
+        fail(f"{text_file} has {error}")
+    except CorpusError as error:
+        fail(str(error))
+    result = score_text(checkpoint.params, corpus.indices)
+    if result.count == 0:
+        fail(f"{text_file} is too short to score (it needs at least 2 characters)")
+    click.echo(f"{result.nats_per_char:.4f} nats/char  {result.bits_per_char:.4f} bits/char  "
+               f"perplexity {result.perplexity:.3f}  ({result.count:,} characters scored)")

@@ -1,0 +1,89 @@
+"""Training settings: every default in one place, and the rules for changing them on resume."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run. Saved in every checkpoint as JSON."""
+
+    hidden_size: int = 256          # H, size of the hidden state
+    seq_length: int = 64            # T, time steps per window of truncated BPTT
+    batch_size: int = 32            # B, parallel streams the text is cut into
+    learning_rate: float = 0.02     # Adagrad step size
+    clip: float = 5.0               # gradients are clipped elementwise to [-clip, clip]
+    max_iters: int = 20000          # total iterations; a resumed run continues up to it
+    val_fraction: float = 0.1       # the last part of the text held out for validation
+    eval_every: int = 500           # iterations between validation losses
+    checkpoint_every: int = 500     # iterations between checkpoint writes
+    sample_every: int = 2000        # iterations between samples shown during training (0: never)
+    dtype: str = "float32"          # float32 trains about twice as fast as float64
+    random_seed: int = 0            # seeds the initial weights
+    init_scale: float = 0.01        # standard deviation of the initial weights
+    encoding: str = "utf-8"         # how the text file is decoded
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """A TrainConfig from a dict (as read back from a checkpoint), checking names and types.
+
+        Raises ValueError naming the first bad field.
+        """
+        fields = {field.name: field for field in dataclasses.fields(cls)}
+        unknown = set(values) - set(fields)
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        checked = {}
+        for name, value in values.items():
+            kind = type(getattr(cls(), name))
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if type(value) is not kind:
+                raise ValueError(f"setting {name} should be {kind.__name__}, not {value!r}")
+            checked[name] = value
+        config = cls(**checked)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Raise ValueError if a value is out of its range."""
+        for name in ("hidden_size", "seq_length", "batch_size", "max_iters",
+                     "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.sample_every < 0:
+            raise ValueError(f"sample_every must be 0 or more, not {self.sample_every}")
+        for name in ("learning_rate", "clip", "init_scale"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be greater than 0, not {getattr(self, name)}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), not {self.val_fraction}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+
+
+# Settings that fix the model or the data it sees: a resumed run must keep them.
+FIXED_ON_RESUME = ("hidden_size", "seq_length", "batch_size", "val_fraction", "dtype",
+                   "random_seed", "init_scale", "encoding")
+
+
+def resumed_config(saved: TrainConfig, overrides: dict) -> TrainConfig:
+    """The saved config with the user's ``overrides`` applied, for a resumed run.
+
+    Raises ValueError if an override changes a setting in FIXED_ON_RESUME.
+    """
+    for name in FIXED_ON_RESUME:
+        if name in overrides and overrides[name] != getattr(saved, name):
+            raise ValueError(
+                f"--{name.replace('_', '-')} {overrides[name]} conflicts with the checkpoint, "
+                f"which was trained with {getattr(saved, name)}; drop the option to resume, "
+                f"or use --force to start a new model")
+    config = dataclasses.replace(saved, **overrides)
+    config.validate()
+    return config

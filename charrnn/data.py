@@ -1,0 +1,225 @@
+"""Text in, integer arrays out: the vocabulary, reading a corpus, and the window streams.
+
+Characters are stored as small integer arrays (uint8 when V <= 256), never as one-hot
+matrices: a 100 MB text costs 100 MB, not 100 MB times V.
+"""
+from __future__ import annotations
+
+import codecs
+import hashlib
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+READ_BLOCK_BYTES = 1 << 22   # the corpus is read and decoded 4 MiB at a time
+MAX_CODE_POINT = 0x10FFFF
+
+
+class CorpusError(ValueError):
+    """The text cannot be used; the message says why in one line."""
+
+
+class UnknownCharactersError(ValueError):
+    """Characters that are not in the vocabulary; ``chars`` lists them, sorted."""
+
+    def __init__(self, chars):
+        self.chars = sorted(set(chars))
+        shown = " ".join(repr(c) for c in self.chars[:20])
+        more = f" and {len(self.chars) - 20} more" if len(self.chars) > 20 else ""
+        super().__init__(f"{len(self.chars)} character(s) not in the model's vocabulary: {shown}{more}")
+
+
+def _code_points(text: str) -> np.ndarray:
+    """The Unicode code points of ``text`` as a uint32 array (one per character)."""
+    return np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype="<u4")
+
+
+def index_dtype(vocab_size: int) -> np.dtype:
+    """The smallest unsigned integer type that can hold indices 0..vocab_size-1."""
+    if vocab_size <= 1 << 8:
+        return np.dtype(np.uint8)
+    if vocab_size <= 1 << 16:
+        return np.dtype(np.uint16)
+    return np.dtype(np.uint32)
+
+
+class Vocabulary:
+    """The characters a model knows, sorted by code point: index i is ``chars[i]``.
+
+    Sorting makes the vocabulary a function of the set of characters alone, so the same text
+    always gives the same indices (``list(set(text))`` would not).
+    """
+
+    def __init__(self, chars):
+        chars = sorted(set(chars))
+        if any(len(c) != 1 for c in chars):
+            raise ValueError("a vocabulary holds single characters")
+        self.chars = tuple(chars)
+        codes = np.array([ord(c) for c in self.chars], dtype=np.int64)
+        # code point -> index, -1 where the character is unknown
+        self._lookup = np.full(int(codes.max()) + 1 if len(codes) else 1, -1, dtype=np.int64)
+        self._lookup[codes] = np.arange(len(codes))
+
+    @classmethod
+    def from_text(cls, text: str) -> "Vocabulary":
+        return cls(set(text))
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Vocabulary) and self.chars == other.chars
+
+    def __repr__(self) -> str:
+        preview = "".join(self.chars[:30])
+        return f"Vocabulary({len(self)} chars: {preview!r}{'...' if len(self) > 30 else ''})"
+
+    def encode_code_points(self, codes: np.ndarray) -> np.ndarray:
+        """Indices for an array of code points; raises UnknownCharactersError for strangers."""
+        inside = codes < len(self._lookup)
+        indices = np.full(codes.shape, -1, dtype=np.int64)
+        indices[inside] = self._lookup[codes[inside]]
+        unknown = indices < 0
+        if unknown.any():
+            raise UnknownCharactersError(chr(c) for c in np.unique(codes[unknown]))
+        return indices.astype(index_dtype(len(self)))
+
+    def encode(self, text: str) -> np.ndarray:
+        """(len(text),) integer indices of the characters of ``text``."""
+        return self.encode_code_points(_code_points(text))
+
+    def decode(self, indices) -> str:
+        return "".join(self.chars[i] for i in np.asarray(indices).reshape(-1))
+
+
+@dataclass
+class Corpus:
+    """An encoded text: ``indices`` (N,) into ``vocab``, and a SHA-256 of the file's bytes."""
+    vocab: Vocabulary
+    indices: np.ndarray
+    sha256: str
+
+
+def _decoded_blocks(path: str, encoding: str):
+    """Yield ``(code_points, byte_offset)`` block by block; CorpusError on undecodable bytes."""
+    try:
+        decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    except LookupError:
+        raise CorpusError(f"unknown text encoding {encoding!r}") from None
+    offset = 0
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(READ_BLOCK_BYTES)
+            final = not block
+            pending = len(decoder.getstate()[0])
+            try:
+                text = decoder.decode(block, final=final)
+            except UnicodeDecodeError as error:
+                bad = offset - pending + error.start
+                raise CorpusError(
+                    f"{path} is not valid {encoding} text: undecodable byte at offset {bad} "
+                    f"({error.reason}); if the file uses another encoding, pass --encoding"
+                ) from None
+            if "\x00" in text:
+                raise CorpusError(f"{path} looks like a binary file (it contains NUL bytes), not text")
+            yield _code_points(text), block
+            offset += len(block)
+            if final:
+                return
+
+
+def read_corpus(path, encoding: str = "utf-8", vocab: Vocabulary | None = None) -> Corpus:
+    """Read and encode a text file without holding more than one block of it as text.
+
+    With ``vocab`` given (resuming, evaluating), the text is encoded with it and characters
+    outside it raise UnknownCharactersError; otherwise the vocabulary is the sorted set of the
+    text's characters. Two passes: the first counts characters and builds the vocabulary,
+    the second fills the preallocated index array.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CorpusError(f"no such file: {path}")
+    if os.path.isdir(path):
+        raise CorpusError(f"{path} is a directory, not a text file")
+
+    digest = hashlib.sha256()
+    counts = np.zeros(MAX_CODE_POINT + 1, dtype=np.int64)
+    try:
+        for codes, block in _decoded_blocks(path, encoding):
+            digest.update(block)
+            counts += np.bincount(codes, minlength=MAX_CODE_POINT + 1)
+    except OSError as error:
+        raise CorpusError(f"cannot read {path}: {error.strerror}") from None
+    total = int(counts.sum())
+    if total == 0:
+        raise CorpusError(f"{path} is empty")
+    present = np.flatnonzero(counts)
+    if vocab is None:
+        vocab = Vocabulary(chr(c) for c in present)
+    else:
+        vocab.encode_code_points(present)   # raises, naming every unknown character
+
+    indices = np.empty(total, dtype=index_dtype(len(vocab)))
+    filled = 0
+    for codes, _ in _decoded_blocks(path, encoding):
+        indices[filled:filled + len(codes)] = vocab.encode_code_points(codes)
+        filled += len(codes)
+    return Corpus(vocab, indices, digest.hexdigest())
+
+
+def split_validation(indices: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation): the validation part is the last ``val_fraction`` of the text."""
+    n_val = int(len(indices) * val_fraction)
+    return indices[:len(indices) - n_val], indices[len(indices) - n_val:]
+
+
+def make_streams(indices: np.ndarray, num_streams: int) -> np.ndarray:
+    """Cut the text into B contiguous streams, time-major: (L, B) with L = N // B.
+
+    Column b is ``indices[b*L:(b+1)*L]``; the last ``N - B*L`` characters are unused.
+    """
+    length = len(indices) // num_streams
+    return np.ascontiguousarray(indices[:length * num_streams].reshape(num_streams, length).T)
+
+
+def min_stream_length(seq_length: int) -> int:
+    """A stream must hold at least one window of inputs plus its targets, and one more
+    character, because (as in min-char-rnn) a window is used only while p + T + 1 < L."""
+    return seq_length + 2
+
+
+class WindowCursor:
+    """Walks the streams window by window for truncated BPTT.
+
+    Each call to ``next_window`` returns ``(inputs, targets, restarted)``: inputs (T, B) are
+    ``streams[p:p+T]``, targets (T, B) the characters one step later, and ``restarted`` is True
+    when the streams wrapped to the beginning (the hidden state must then be reset to zero).
+    With B = 1 the windows are exactly min-char-rnn's.
+    """
+
+    def __init__(self, streams: np.ndarray, seq_length: int, position: int = 0):
+        self.streams = streams
+        self.seq_length = seq_length
+        self.position = position
+
+    def next_window(self) -> tuple[np.ndarray, np.ndarray, bool]:
+        p, T = self.position, self.seq_length
+        restarted = p == 0 or p + T + 1 >= len(self.streams)
+        if restarted:
+            p = 0
+        self.position = p + T
+        return self.streams[p:p + T], self.streams[p + 1:p + T + 1], restarted
+
+
+EVAL_STREAMS = 32               # streams scored in parallel when evaluating
+EVAL_MIN_STREAM_LENGTH = 1024   # but no stream shorter than this (each starts from a zero state)
+
+
+def eval_stream_count(num_chars: int) -> int:
+    """How many parallel streams evaluation cuts a text of ``num_chars`` into.
+
+    A function of the length alone, so training's validation loss and ``charrnn eval`` on the
+    same text score exactly the same characters in exactly the same way.
+    """
+    return max(1, min(EVAL_STREAMS, num_chars // EVAL_MIN_STREAM_LENGTH))

@@ -1,0 +1,267 @@
+"""The training loop: windows in, Adagrad steps out, with evaluation, checkpoints and samples."""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import signal
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from .checkpoint import HISTORY_COLUMNS, Checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import Corpus, WindowCursor, make_streams, min_stream_length, split_validation
+from .evaluate import score_text
+from .optim import Adagrad, clip_gradients
+from .rnn import Workspace, backward, forward, init_params
+from .sample import generate
+
+LOSS_SMOOTHING = 0.99          # smooth_loss = 0.99 * smooth_loss + 0.01 * loss, per iteration
+TRAINING_SAMPLE_LENGTH = 200   # characters shown by --sample-every
+
+
+class TrainingError(Exception):
+    """Training cannot start or cannot go on; the message says why in one line."""
+
+
+def best_path(checkpoint_path: str) -> str:
+    """``run.npz`` -> ``run.best.npz``: where the lowest-validation-loss model is kept."""
+    stem, _ = os.path.splitext(checkpoint_path)
+    return stem + ".best.npz"
+
+
+def history_path(checkpoint_path: str) -> str:
+    """``run.npz`` -> ``run.csv``: the evaluation history, one row per evaluation."""
+    stem, _ = os.path.splitext(checkpoint_path)
+    return stem + ".csv"
+
+
+class Trainer:
+    """A model in training: parameters, Adagrad, the streams, and where each stream is."""
+
+    def __init__(self, config: TrainConfig, corpus: Corpus, checkpoint: Checkpoint | None = None):
+        self.config = config
+        self.vocab = corpus.vocab
+        self.text_sha256 = corpus.sha256
+        train_indices, self.val_indices = split_validation(corpus.indices, config.val_fraction)
+        check_text_fits(len(train_indices), config)
+        self.streams = make_streams(train_indices, config.batch_size)   # (L, B)
+        self.rng = np.random.default_rng(config.random_seed)
+        H, B, V = config.hidden_size, config.batch_size, len(self.vocab)
+
+        if checkpoint is None:
+            self.params = init_params(V, H, self.rng, dtype=config.dtype, scale=config.init_scale)
+            self.memory = self.params.zeros_like()
+            self.hidden = np.zeros((B, H), dtype=config.dtype)
+            self.iteration = self.chars_seen = 0
+            self.position = 0
+            self.smooth_loss = math.log(V)   # the loss per character of a uniform guess
+            self.elapsed_seconds = 0.0
+            self.history = np.zeros((0, len(HISTORY_COLUMNS)))
+            self.best_val_loss = math.inf
+        else:
+            state = checkpoint.state
+            self.params, self.memory = checkpoint.params, checkpoint.memory
+            self.hidden = checkpoint.hidden
+            self.iteration, self.chars_seen = state["iteration"], state["chars_seen"]
+            self.position = state["position"]
+            self.smooth_loss = float(state["smooth_loss"])
+            self.elapsed_seconds = float(state["elapsed_seconds"])
+            self.history = checkpoint.history
+            self.best_val_loss = state.get("best_val_loss") or math.inf
+            if "rng_state" in state:
+                self.rng.bit_generator.state = state["rng_state"]
+            if state.get("text_sha256") != corpus.sha256 or self.position >= len(self.streams):
+                # Another text (or an edited one): the old stream positions mean nothing here.
+                self.position = 0
+        self.grads = self.params.zeros_like()
+        self.optimizer = Adagrad(self.memory.flat, config.learning_rate)
+        self.cursor = WindowCursor(self.streams, config.seq_length, self.position)
+        self.workspace = Workspace(config.seq_length, B, H, V, config.dtype)
+
+    @property
+    def chars_per_iteration(self) -> int:
+        return self.config.seq_length * self.config.batch_size
+
+    def step(self) -> float:
+        """One iteration of truncated BPTT and Adagrad; returns the mean loss per character."""
+        inputs, targets, restarted = self.cursor.next_window()
+        if restarted:
+            self.hidden.fill(0)
+        loss, cache = forward(self.params, inputs, targets, self.hidden, self.workspace)
+        backward(self.params, cache, self.grads)
+        self.hidden[...] = cache.hs[-1]
+        clip_gradients(self.grads.flat, self.config.clip)
+        self.optimizer.update(self.params.flat, self.grads.flat)
+
+        loss_per_char = loss / self.config.seq_length
+        if not (math.isfinite(loss_per_char) and np.isfinite(self.params.flat).all()):
+            raise TrainingError(
+                f"training diverged at iteration {self.iteration + 1} (the loss or the weights "
+                f"became NaN or inf); the last checkpoint was kept. Try a lower --learning-rate "
+                f"(now {self.config.learning_rate}) or a lower --clip (now {self.config.clip})")
+        self.iteration += 1
+        self.position = self.cursor.position
+        self.chars_seen += self.chars_per_iteration
+        self.smooth_loss = LOSS_SMOOTHING * self.smooth_loss + (1 - LOSS_SMOOTHING) * loss_per_char
+        return loss_per_char
+
+    def validation_loss(self) -> float:
+        """Mean loss per character (nats) on the held-out text; NaN when there is none."""
+        if len(self.val_indices) < 2:
+            return math.nan
+        return score_text(self.params, self.val_indices).nats_per_char
+
+    def record_evaluation(self, val_loss: float) -> bool:
+        """Append a history row; returns True if ``val_loss`` is the best so far."""
+        row = [self.iteration, self.chars_seen, self.smooth_loss, val_loss, self.elapsed_seconds]
+        self.history = np.vstack([self.history, row])
+        improved = val_loss < self.best_val_loss
+        if improved:
+            self.best_val_loss = val_loss
+        return improved
+
+    def sample(self, length: int = TRAINING_SAMPLE_LENGTH) -> str:
+        """A short sample, from an RNG of its own so that training stays unaffected."""
+        rng = np.random.default_rng([self.config.random_seed, self.iteration])
+        return "".join(generate(self.params, self.vocab, "", length, rng))
+
+    def to_checkpoint(self) -> Checkpoint:
+        last_val = float(self.history[-1, 3]) if len(self.history) else None
+        state = {
+            "iteration": self.iteration,
+            "position": self.position,
+            "chars_seen": self.chars_seen,
+            "smooth_loss": self.smooth_loss,
+            "elapsed_seconds": self.elapsed_seconds,
+            "rng_state": self.rng.bit_generator.state,
+            "text_sha256": self.text_sha256,
+            "best_val_loss": None if math.isinf(self.best_val_loss) else self.best_val_loss,
+            "last_val_loss": None if last_val is None or math.isnan(last_val) else last_val,
+        }
+        return Checkpoint(self.config, self.vocab, self.params, self.memory, self.hidden.copy(),
+                          state, self.history.copy())
+
+
+def check_text_fits(num_train_chars: int, config: TrainConfig) -> None:
+    """Raise TrainingError unless the training text gives every stream at least one window."""
+    needed = min_stream_length(config.seq_length) * config.batch_size
+    if num_train_chars < needed:
+        raise TrainingError(
+            f"the training text has {num_train_chars} characters, but --batch-size "
+            f"{config.batch_size} and --seq-length {config.seq_length} need at least {needed} "
+            f"(batch_size * (seq_length + 2)); use a longer text or smaller values")
+
+
+@dataclass
+class Outcome:
+    """How a training run ended: ``finished``, or ``interrupted`` by signal ``signal_number``."""
+    finished: bool
+    signal_number: int | None = None
+
+
+@contextmanager
+def deferred_signals(signal_numbers=(signal.SIGINT, signal.SIGTERM)):
+    """Record SIGINT/SIGTERM instead of dying, so the loop can stop at a safe point.
+
+    Yields a list that receives the numbers of the signals caught.
+    """
+    caught: list[int] = []
+    previous = {}
+    try:
+        for number in signal_numbers:
+            previous[number] = signal.signal(number, lambda n, frame: caught.append(n))
+    except ValueError:   # not the main thread: signals cannot be handled here
+        pass
+    try:
+        yield caught
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def write_history_csv(path: str, history: np.ndarray) -> None:
+    """Write the evaluation history as CSV (atomically, like checkpoints)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".history.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(HISTORY_COLUMNS)
+            for row in history:
+                iteration, chars, train_loss, val_loss, seconds = row
+                writer.writerow([int(iteration), int(chars), f"{train_loss:.6f}",
+                                 "" if math.isnan(val_loss) else f"{val_loss:.6f}", f"{seconds:.2f}"])
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def run_training(trainer: Trainer, checkpoint_path: str, show_progress: bool = True,
+                 log=None) -> Outcome:
+    """Train up to ``config.max_iters``, evaluating, sampling and saving along the way.
+
+    Saves to ``checkpoint_path`` every ``checkpoint_every`` iterations, at the end, and when
+    SIGINT or SIGTERM arrives (after finishing the current iteration). Whenever the validation
+    loss improves, the model is also saved to ``best_path(checkpoint_path)``.
+    ``log(message)`` receives messages for the user (defaults to stderr).
+    """
+    config = trainer.config
+    log = log or (lambda message: tqdm.write(message, file=sys.stderr))
+    bar = tqdm(total=config.max_iters, initial=trainer.iteration, unit="it", file=sys.stderr,
+               disable=not show_progress, dynamic_ncols=True, smoothing=0.05)
+    val_loss = trainer.history[-1, 3] if len(trainer.history) else math.nan
+
+    def save():
+        save_checkpoint(checkpoint_path, trainer.to_checkpoint())
+        write_history_csv(history_path(checkpoint_path), trainer.history)
+
+    def evaluate():
+        nonlocal val_loss
+        val_loss = trainer.validation_loss()
+        if trainer.record_evaluation(val_loss):
+            save_checkpoint(best_path(checkpoint_path), trainer.to_checkpoint())
+
+    try:
+        with deferred_signals() as caught:
+            clock = time.perf_counter()
+            last_shown = 0.0
+            while trainer.iteration < config.max_iters and not caught:
+                trainer.step()
+                now = time.perf_counter()
+                trainer.elapsed_seconds += now - clock
+                clock = now
+                done = trainer.iteration == config.max_iters
+                if trainer.iteration % config.eval_every == 0 or done:
+                    evaluate()
+                    clock = time.perf_counter()   # evaluation time is not training time
+                if config.sample_every and trainer.iteration % config.sample_every == 0:
+                    log(f"--- sample at iteration {trainer.iteration} ---\n{trainer.sample()}\n---")
+                if trainer.iteration % config.checkpoint_every == 0 or done:
+                    save()
+                    clock = time.perf_counter()
+                bar.update(1)
+                if now - last_shown > 0.5 or done:
+                    last_shown = now
+                    bar.set_postfix_str(progress_text(trainer, val_loss, bar), refresh=False)
+            if caught:
+                save()
+                return Outcome(finished=False, signal_number=caught[0])
+            return Outcome(finished=True)
+    finally:
+        bar.close()
+
+
+def progress_text(trainer: Trainer, val_loss: float, bar) -> str:
+    """The progress bar's postfix: smoothed train loss, latest validation loss, chars/s."""
+    rate = bar.format_dict.get("rate") or 0.0
+    val = "-" if math.isnan(val_loss) else f"{val_loss:.3f}"
+    return (f"loss {trainer.smooth_loss:.3f} nats/char, val {val}, "
+            f"{rate * trainer.chars_per_iteration / 1000:.0f}k chars/s")
