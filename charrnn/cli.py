@@ -8,6 +8,7 @@ import tempfile
 
 import click
 import numpy as np
+from tqdm import tqdm
 
 from . import __version__
 from .checkpoint import CheckpointError, load_checkpoint
@@ -15,7 +16,8 @@ from .config import TrainConfig, resumed_config
 from .data import CorpusError, UnknownCharactersError, read_corpus
 from .evaluate import score_text
 from .sample import generate
-from .train import Trainer, TrainingError, best_path, history_path, run_training
+from .plot import PlotUnavailable, plot_history
+from .train import Trainer, TrainingError, best_path, fit_to_text, history_path, run_training
 
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
 DEFAULTS = TrainConfig()
@@ -125,6 +127,12 @@ def train(text_file, checkpoint_path, resume, force, quiet, **options):
             if len(corpus.vocab) < 2:
                 fail(f"{text_file} has a single distinct character ({corpus.vocab.chars[0]!r}): "
                      f"there is nothing to learn")
+            unchosen = [name for name in ("batch_size", "seq_length") if name not in overrides]
+            fitted = fit_to_text(config, len(corpus.indices), adjustable=unchosen)
+            if fitted != config:
+                say(f"note: {text_file} is short ({len(corpus.indices)} characters); using "
+                    f"--batch-size {fitted.batch_size} --seq-length {fitted.seq_length}")
+                config = fitted
         trainer = Trainer(config, corpus, saved)
     except UnknownCharactersError as error:
         fail(f"{text_file} has characters the checkpoint's model does not know ({error}); "
@@ -217,8 +225,18 @@ def sample(checkpoint_path, best, seed, length, temperature, top_k, greedy, rand
         first = next(characters, "") if length else ""
     except UnknownCharactersError as error:
         fail(f"--seed has {error}")
+    try:
+        write_stream(seed + first, characters)
+    except BrokenPipeError:
+        # The reader went away (e.g. `charrnn sample | head`): stop quietly, as cat would.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_SIGNAL_BASE + 13)   # 13 is SIGPIPE
+
+
+def write_stream(start: str, characters) -> None:
+    """Write ``start``, then the characters as they come, then one newline, to stdout."""
     out = sys.stdout
-    out.write(seed + first)
+    out.write(start)
     for i, char in enumerate(characters):
         out.write(char)
         if char == "\n" or i % 256 == 0:
@@ -255,17 +273,46 @@ def info(checkpoint_path):
 @click.option("--checkpoint", "checkpoint_path", metavar="PATH",
               help="Model to evaluate. [default: the latest checkpoint in checkpoints/]")
 @click.option("--best", is_flag=True, help="Use the checkpoint's lowest-validation-loss twin (.best.npz).")
-def evaluate(text_file, checkpoint_path, best):
-    """Score a model on TEXT_FILE: cross-entropy in nats and bits per character, perplexity."""
+@click.option("--skip-unknown", is_flag=True,
+              help="Leave out characters the model does not know (they are counted) instead of failing.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def evaluate(text_file, checkpoint_path, best, skip_unknown, quiet):
+    """Score a model on TEXT_FILE: cross-entropy in nats and bits per character, perplexity.
+
+    The hidden state is carried through the text, as in training's validation loss.
+    """
     _, checkpoint = open_checkpoint(checkpoint_path, best)
     try:
-        corpus = read_corpus(text_file, checkpoint.config.encoding, vocab=checkpoint.vocab)
+        corpus = read_corpus(text_file, checkpoint.config.encoding, vocab=checkpoint.vocab,
+                             skip_unknown=skip_unknown)
     except UnknownCharactersError as error:
-        fail(f"{text_file} has {error}")
+        fail(f"{text_file} has {error}; pass --skip-unknown to leave them out")
     except CorpusError as error:
         fail(str(error))
-    result = score_text(checkpoint.params, corpus.indices)
+    with tqdm(total=len(corpus.indices), unit="char", unit_scale=True, file=sys.stderr,
+              disable=quiet, leave=False) as bar:
+        result = score_text(checkpoint.params, corpus.indices, on_progress=bar.update)
     if result.count == 0:
-        fail(f"{text_file} is too short to score (it needs at least 2 characters)")
+        fail(f"{text_file} is too short to score (it needs at least 2 known characters)")
+    skipped = f", {corpus.skipped:,} unknown skipped" if corpus.skipped else ""
     click.echo(f"{result.nats_per_char:.4f} nats/char  {result.bits_per_char:.4f} bits/char  "
-               f"perplexity {result.perplexity:.3f}  ({result.count:,} characters scored)")
+               f"perplexity {result.perplexity:.3f}  ({result.count:,} characters scored{skipped})")
+
+
+@cli.command()
+@click.argument("checkpoint_path", metavar="[CHECKPOINT]", required=False)
+@click.option("-o", "--output", metavar="FILE.png",
+              help="Where to write the PNG. [default: the checkpoint's path with .png]")
+def plot(checkpoint_path, output):
+    """Plot train and validation loss (bits/char) against characters seen, as a PNG."""
+    path, checkpoint = open_checkpoint(checkpoint_path)
+    if len(checkpoint.history) == 0:
+        fail(f"{path} has no evaluations yet: train it past --eval-every iterations first")
+    output = output or os.path.splitext(path)[0] + ".png"
+    try:
+        plot_history(checkpoint.history, output, title=os.path.basename(path))
+    except PlotUnavailable as error:
+        fail(str(error))
+    except OSError as error:
+        fail(f"cannot write {output}: {error.strerror or error}")
+    say(f"wrote {output}")

@@ -75,11 +75,16 @@ class Vocabulary:
         preview = "".join(self.chars[:30])
         return f"Vocabulary({len(self)} chars: {preview!r}{'...' if len(self) > 30 else ''})"
 
-    def encode_code_points(self, codes: np.ndarray) -> np.ndarray:
-        """Indices for an array of code points; raises UnknownCharactersError for strangers."""
+    def lookup(self, codes: np.ndarray) -> np.ndarray:
+        """int64 indices for an array of code points, -1 where the character is unknown."""
         inside = codes < len(self._lookup)
         indices = np.full(codes.shape, -1, dtype=np.int64)
         indices[inside] = self._lookup[codes[inside]]
+        return indices
+
+    def encode_code_points(self, codes: np.ndarray) -> np.ndarray:
+        """Indices for an array of code points; raises UnknownCharactersError for strangers."""
+        indices = self.lookup(codes)
         unknown = indices < 0
         if unknown.any():
             raise UnknownCharactersError(chr(c) for c in np.unique(codes[unknown]))
@@ -95,10 +100,15 @@ class Vocabulary:
 
 @dataclass
 class Corpus:
-    """An encoded text: ``indices`` (N,) into ``vocab``, and a SHA-256 of the file's bytes."""
+    """An encoded text: ``indices`` (N,) into ``vocab``, and a SHA-256 of the file's bytes.
+
+    ``skipped`` counts characters left out because they were not in the vocabulary
+    (only when read with ``skip_unknown``).
+    """
     vocab: Vocabulary
     indices: np.ndarray
     sha256: str
+    skipped: int = 0
 
 
 def _decoded_blocks(path: str, encoding: str):
@@ -129,13 +139,15 @@ def _decoded_blocks(path: str, encoding: str):
                 return
 
 
-def read_corpus(path, encoding: str = "utf-8", vocab: Vocabulary | None = None) -> Corpus:
+def read_corpus(path, encoding: str = "utf-8", vocab: Vocabulary | None = None,
+                skip_unknown: bool = False) -> Corpus:
     """Read and encode a text file without holding more than one block of it as text.
 
-    With ``vocab`` given (resuming, evaluating), the text is encoded with it and characters
-    outside it raise UnknownCharactersError; otherwise the vocabulary is the sorted set of the
-    text's characters. Two passes: the first counts characters and builds the vocabulary,
-    the second fills the preallocated index array.
+    With ``vocab`` given (resuming, evaluating), the text is encoded with it, and characters
+    outside it raise UnknownCharactersError, or with ``skip_unknown`` are left out and counted.
+    Otherwise the vocabulary is the sorted set of the text's characters. Two passes: the
+    first counts characters and builds the vocabulary, the second fills the preallocated
+    index array.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -151,26 +163,36 @@ def read_corpus(path, encoding: str = "utf-8", vocab: Vocabulary | None = None) 
             counts += np.bincount(codes, minlength=MAX_CODE_POINT + 1)
     except OSError as error:
         raise CorpusError(f"cannot read {path}: {error.strerror}") from None
-    total = int(counts.sum())
-    if total == 0:
+    if not counts.any():
         raise CorpusError(f"{path} is empty")
     present = np.flatnonzero(counts)
+    skipped = 0
     if vocab is None:
         vocab = Vocabulary(chr(c) for c in present)
+    elif skip_unknown:
+        skipped = int(counts[present[vocab.lookup(present) < 0]].sum())
     else:
         vocab.encode_code_points(present)   # raises, naming every unknown character
 
-    indices = np.empty(total, dtype=index_dtype(len(vocab)))
+    indices = np.empty(int(counts.sum()) - skipped, dtype=index_dtype(len(vocab)))
     filled = 0
     for codes, _ in _decoded_blocks(path, encoding):
-        indices[filled:filled + len(codes)] = vocab.encode_code_points(codes)
-        filled += len(codes)
-    return Corpus(vocab, indices, digest.hexdigest())
+        block_indices = vocab.lookup(codes)
+        if skipped:
+            block_indices = block_indices[block_indices >= 0]
+        indices[filled:filled + len(block_indices)] = block_indices
+        filled += len(block_indices)
+    return Corpus(vocab, indices, digest.hexdigest(), skipped)
+
+
+def validation_size(num_chars: int, val_fraction: float) -> int:
+    """How many characters, at the end of a text of ``num_chars``, are held out."""
+    return int(num_chars * val_fraction)
 
 
 def split_validation(indices: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation): the validation part is the last ``val_fraction`` of the text."""
-    n_val = int(len(indices) * val_fraction)
+    n_val = validation_size(len(indices), val_fraction)
     return indices[:len(indices) - n_val], indices[len(indices) - n_val:]
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import signal
@@ -16,7 +17,8 @@ from tqdm import tqdm
 
 from .checkpoint import HISTORY_COLUMNS, Checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import Corpus, WindowCursor, make_streams, min_stream_length, split_validation
+from .data import (Corpus, WindowCursor, make_streams, min_stream_length, split_validation,
+                   validation_size)
 from .evaluate import score_text
 from .optim import Adagrad, clip_gradients
 from .rnn import Workspace, backward, forward, init_params
@@ -153,10 +155,31 @@ def check_text_fits(num_train_chars: int, config: TrainConfig) -> None:
     """Raise TrainingError unless the training text gives every stream at least one window."""
     needed = min_stream_length(config.seq_length) * config.batch_size
     if num_train_chars < needed:
+        fitting_batch = num_train_chars // min_stream_length(config.seq_length)
+        hint = (f"--batch-size {fitting_batch} would fit" if fitting_batch >= 1 else
+                f"--seq-length {max(num_train_chars - 2, 0)} --batch-size 1 is the most that fits")
         raise TrainingError(
-            f"the training text has {num_train_chars} characters, but --batch-size "
-            f"{config.batch_size} and --seq-length {config.seq_length} need at least {needed} "
-            f"(batch_size * (seq_length + 2)); use a longer text or smaller values")
+            f"the training text has {num_train_chars} characters (after holding out "
+            f"--val-fraction {config.val_fraction}), but --batch-size {config.batch_size} and "
+            f"--seq-length {config.seq_length} need at least {needed} "
+            f"(batch_size * (seq_length + 2)); {hint}, or use a longer text")
+
+
+def fit_to_text(config: TrainConfig, num_chars: int, adjustable=("batch_size", "seq_length")
+                ) -> TrainConfig:
+    """Shrink the settings named in ``adjustable`` until a text of ``num_chars`` fits.
+
+    Batch size goes first (fewer, longer streams), then sequence length. Settings the user
+    chose are left out of ``adjustable``, so a choice is never overridden; if the text still
+    does not fit, check_text_fits explains.
+    """
+    num_train = num_chars - validation_size(num_chars, config.val_fraction)
+    B, T = config.batch_size, config.seq_length
+    if "batch_size" in adjustable and B * min_stream_length(T) > num_train:
+        B = max(1, num_train // min_stream_length(T))
+    if "seq_length" in adjustable and B * min_stream_length(T) > num_train:
+        T = max(1, num_train // B - 2)
+    return dataclasses.replace(config, batch_size=B, seq_length=T)
 
 
 @dataclass
