@@ -28,8 +28,10 @@ from .rnn import PARAM_NAMES, ParamSet, param_shapes
 FORMAT_VERSION = 1
 HISTORY_COLUMNS = ("iteration", "chars_seen", "train_loss", "val_loss", "elapsed_seconds")
 MEMORY_PREFIX = "m"
+# The non-negative numbers a state must hold, with their types.
 REQUIRED_STATE = {"iteration": int, "position": int, "chars_seen": int,
                   "smooth_loss": float, "elapsed_seconds": float}
+FLOAT_ARRAYS = PARAM_NAMES + tuple(MEMORY_PREFIX + name for name in PARAM_NAMES) + ("hidden",)
 
 
 class CheckpointError(Exception):
@@ -73,8 +75,9 @@ def save_checkpoint(path, checkpoint: Checkpoint) -> None:
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     arrays = checkpoint.to_arrays()
-    if not all(np.isfinite(arrays[name]).all() for name in PARAM_NAMES):
-        raise CheckpointError("refusing to save parameters that contain NaN or inf")
+    if not all(np.isfinite(arrays[name]).all() for name in FLOAT_ARRAYS):
+        raise CheckpointError("refusing to save a model whose weights or optimiser state "
+                              "contain NaN or inf")
     temporary = None
     try:
         descriptor, temporary = tempfile.mkstemp(
@@ -91,6 +94,26 @@ def save_checkpoint(path, checkpoint: Checkpoint) -> None:
     finally:
         if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def remove_stale_temporaries(path) -> None:
+    """Delete temporary files that a killed save of ``path`` left behind.
+
+    They are never mistaken for a checkpoint (their names end in .tmp), but they take space.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix = f".{os.path.basename(path)}."
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(prefix) and name.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
 
 
 def _fsync_directory(directory: str) -> None:
@@ -179,6 +202,13 @@ def _checkpoint_from_arrays(arrays: dict[str, np.ndarray]) -> Checkpoint:
         value = state.get(name)
         if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
             raise ValueError(f"state.{name} should be a {kind.__name__}")
+        if not value >= 0:
+            raise ValueError(f"state.{name} should not be negative")
+    if "rng_state" in state:
+        try:
+            np.random.default_rng().bit_generator.state = state["rng_state"]
+        except (TypeError, ValueError, KeyError):
+            raise ValueError("state.rng_state is not a random generator state") from None
 
     V, H = len(vocab), config.hidden_size
     dtype = np.dtype(config.dtype)
@@ -190,11 +220,15 @@ def _checkpoint_from_arrays(arrays: dict[str, np.ndarray]) -> Checkpoint:
                                  f"for {V} characters and hidden size {H}")
             if arrays[key].dtype != dtype:
                 raise ValueError(f"{key} has dtype {arrays[key].dtype}, expected {dtype}")
-            if not np.isfinite(arrays[key]).all():
-                raise ValueError(f"{key} contains NaN or inf")
     hidden = arrays["hidden"]
     if hidden.shape != (config.batch_size, H) or hidden.dtype != dtype:
         raise ValueError(f"hidden has shape {hidden.shape}, expected {(config.batch_size, H)}")
+    for key in FLOAT_ARRAYS:
+        if not np.isfinite(arrays[key]).all():
+            raise ValueError(f"{key} contains NaN or inf")
+    for name in PARAM_NAMES:
+        if (arrays[MEMORY_PREFIX + name] < 0).any():
+            raise ValueError(f"{MEMORY_PREFIX + name} (a sum of squares) has negative values")
     history = arrays["history"]
     if history.ndim != 2 or history.shape[1] != len(HISTORY_COLUMNS) or history.dtype.kind != "f":
         raise ValueError(f"history should be an (n, {len(HISTORY_COLUMNS)}) float array")

@@ -11,13 +11,14 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, remove_stale_temporaries
 from .config import TrainConfig, resumed_config
-from .data import CorpusError, UnknownCharactersError, read_corpus
+from .data import CorpusError, UnknownCharactersError, read_corpus, validation_size
 from .evaluate import score_text
 from .sample import generate
 from .plot import PlotUnavailable, plot_history
-from .train import Trainer, TrainingError, best_path, fit_to_text, history_path, run_training
+from .train import (Trainer, TrainingError, best_path, check_text_fits, fit_to_text, history_path,
+                    run_training)
 
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
 DEFAULTS = TrainConfig()
@@ -49,12 +50,31 @@ def check_writable_folder(checkpoint: str) -> None:
     folder = os.path.dirname(os.path.abspath(checkpoint))
     if os.path.isdir(checkpoint):
         fail(f"{checkpoint} is a directory; give --checkpoint a file name ending in .npz")
+    parent = folder
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        fail(f"cannot write checkpoints in {folder}: {parent} is a file, not a folder")
     try:
         os.makedirs(folder, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as error:
         fail(f"cannot write checkpoints in {folder}: {error.strerror or error}")
+
+
+class PositiveFloat(click.ParamType):
+    """A finite number greater than 0 (click's FloatRange lets NaN and inf through)."""
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not (math.isfinite(number) and number > 0):
+            self.fail(f"{value!r} is not a finite number greater than 0.", param, ctx)
+        return number
+
+
+POSITIVE = PositiveFloat()
 
 
 def range_help(text: str, default) -> str:
@@ -73,9 +93,9 @@ def range_help(text: str, default) -> str:
               help=range_help("Time steps per window of truncated BPTT.", DEFAULTS.seq_length))
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="B",
               help=range_help("Parallel streams the text is cut into.", DEFAULTS.batch_size))
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), metavar="LR",
+@click.option("--learning-rate", type=POSITIVE, metavar="LR",
               help=range_help("Adagrad step size.", DEFAULTS.learning_rate))
-@click.option("--clip", type=click.FloatRange(min=0, min_open=True), metavar="C",
+@click.option("--clip", type=POSITIVE, metavar="C",
               help=range_help("Clip gradients elementwise to [-C, C].", DEFAULTS.clip))
 @click.option("--max-iters", type=click.IntRange(min=1), metavar="N",
               help=range_help("Total iterations (a resumed run continues up to N).", DEFAULTS.max_iters))
@@ -113,6 +133,7 @@ def train(text_file, checkpoint_path, resume, force, quiet, **options):
     if resume and not exists:
         fail(f"cannot resume: no checkpoint at {checkpoint_path}")
     check_writable_folder(checkpoint_path)
+    remove_stale_temporaries(checkpoint_path)
 
     try:
         if resume:
@@ -129,6 +150,8 @@ def train(text_file, checkpoint_path, resume, force, quiet, **options):
                      f"there is nothing to learn")
             unchosen = [name for name in ("batch_size", "seq_length") if name not in overrides]
             fitted = fit_to_text(config, len(corpus.indices), adjustable=unchosen)
+            check_text_fits(len(corpus.indices) - validation_size(len(corpus.indices),
+                                                                  config.val_fraction), fitted)
             if fitted != config:
                 say(f"note: {text_file} is short ({len(corpus.indices)} characters); using "
                     f"--batch-size {fitted.batch_size} --seq-length {fitted.seq_length}")
@@ -205,7 +228,7 @@ def open_checkpoint(path: str | None, best: bool = False):
 @click.option("-n", "--length", default=500, show_default=True, type=click.IntRange(min=0),
               metavar="N", help="Characters to generate after the seed.")
 @click.option("--temperature", default=1.0, show_default=True,
-              type=click.FloatRange(min=0, min_open=True), metavar="T",
+              type=POSITIVE, metavar="T",
               help="Below 1: safer, more repetitive text; above 1: wilder text.")
 @click.option("--top-k", type=click.IntRange(min=1), metavar="K",
               help="Draw only among the K most likely characters.")

@@ -96,11 +96,13 @@ class Trainer:
         inputs, targets, restarted = self.cursor.next_window()
         if restarted:
             self.hidden.fill(0)
-        loss, cache = forward(self.params, inputs, targets, self.hidden, self.workspace)
-        backward(self.params, cache, self.grads)
-        self.hidden[...] = cache.hs[-1]
-        clip_gradients(self.grads.flat, self.config.clip)
-        self.optimizer.update(self.params.flat, self.grads.flat)
+        # Overflow is caught below, with advice, rather than as NumPy warnings along the way.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            loss, cache = forward(self.params, inputs, targets, self.hidden, self.workspace)
+            backward(self.params, cache, self.grads)
+            self.hidden[...] = cache.hs[-1]
+            clip_gradients(self.grads.flat, self.config.clip)
+            self.optimizer.update(self.params.flat, self.grads.flat)
 
         loss_per_char = loss / self.config.seq_length
         if not (math.isfinite(loss_per_char) and np.isfinite(self.params.flat).all()):
@@ -154,10 +156,15 @@ class Trainer:
 def check_text_fits(num_train_chars: int, config: TrainConfig) -> None:
     """Raise TrainingError unless the training text gives every stream at least one window."""
     needed = min_stream_length(config.seq_length) * config.batch_size
+    smallest = min_stream_length(1)
+    if num_train_chars < smallest:
+        raise TrainingError(
+            f"the training text has {num_train_chars} characters (after holding out "
+            f"--val-fraction {config.val_fraction}); at least {smallest} are needed")
     if num_train_chars < needed:
         fitting_batch = num_train_chars // min_stream_length(config.seq_length)
         hint = (f"--batch-size {fitting_batch} would fit" if fitting_batch >= 1 else
-                f"--seq-length {max(num_train_chars - 2, 0)} --batch-size 1 is the most that fits")
+                f"--seq-length {num_train_chars - 2} --batch-size 1 is the most that fits")
         raise TrainingError(
             f"the training text has {num_train_chars} characters (after holding out "
             f"--val-fraction {config.val_fraction}), but --batch-size {config.batch_size} and "
