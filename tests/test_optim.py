@@ -1,0 +1,111 @@
+"""Gradient clipping and Adagrad (charrnn.optim) on small arrays with hand-computed values."""
+import math
+
+import numpy as np
+import pytest
+
+from charrnn.optim import ADAGRAD_EPS, Adagrad, clip_gradients
+from charrnn.rnn import ParamSet
+
+
+# --------------------------------------------------------------------------- clipping
+
+def test_clip_gradients_elementwise_in_place():
+    grad = np.array([-7.0, -5.0, -4.99, 0.0, 2.5, 5.0, 6.25, 1e30])
+    returned = clip_gradients(grad, 5.0)
+    assert returned is grad
+    np.testing.assert_array_equal(grad, [-5.0, -5.0, -4.99, 0.0, 2.5, 5.0, 5.0, 5.0])
+
+
+def test_clip_gradients_other_threshold_and_float32():
+    grad = np.array([[0.5, -1.5], [3.0, -0.25]], dtype=np.float32)
+    clip_gradients(grad, 1.0)
+    assert grad.dtype == np.float32
+    np.testing.assert_array_equal(grad, np.array([[0.5, -1.0], [1.0, -0.25]], dtype=np.float32))
+
+
+def test_clipping_the_flat_buffer_clips_every_parameter():
+    grads = ParamSet(3, 2, dtype=np.float64)
+    grads.flat[...] = np.linspace(-20, 20, grads.flat.size)
+    clip_gradients(grads.flat, 5.0)
+    for name in grads:
+        assert np.abs(grads[name]).max() <= 5.0, name
+    assert grads["Wxh"][0, 0] == -5.0 and grads["by"][-1] == 5.0
+
+
+# --------------------------------------------------------------------------- Adagrad
+
+def test_adagrad_eps_is_1e_minus_8():
+    assert ADAGRAD_EPS == 1e-8
+
+
+def test_adagrad_two_steps_by_hand():
+    """lr 0.1; m += g*g; p -= lr * g / sqrt(m + 1e-8), worked out element by element."""
+    param = np.array([1.0, 2.0, 3.0])
+    memory = np.zeros(3)
+    opt = Adagrad(memory, learning_rate=0.1)
+
+    opt.update(param, np.array([3.0, -4.0, 0.0]))
+    # m = [9, 16, 0]; steps: 0.1*3/3 = 0.1, 0.1*4/4 = 0.1, 0 (zero gradient, no NaN from 0/0)
+    np.testing.assert_array_equal(memory, [9.0, 16.0, 0.0])
+    np.testing.assert_allclose(param, [0.9, 2.1, 3.0], rtol=0, atol=1e-9)
+    # ...and to the last digits, with the 1e-8 inside the square root:
+    np.testing.assert_allclose(param, [1 - 0.3 / math.sqrt(9 + 1e-8), 2 + 0.4 / math.sqrt(16 + 1e-8), 3.0],
+                               rtol=1e-15)
+
+    opt.update(param, np.array([1.0, 0.0, 2.0]))
+    # m = [10, 16, 4]; steps: 0.1/sqrt(10) = 0.0316227766..., 0, 0.1*2/2 = 0.1
+    np.testing.assert_array_equal(memory, [10.0, 16.0, 4.0])
+    np.testing.assert_allclose(param, [0.9 - 0.0316227766016838, 2.1, 2.9], rtol=0, atol=1e-9)
+
+
+def test_adagrad_eps_sits_inside_the_square_root():
+    """g = 1e-4 from zero memory: m = 1e-8, so the step is lr * 1e-4 / sqrt(2e-8) = lr / sqrt(2).
+
+    (With the eps outside the root the step would be lr * 1e-4 / (1e-4 + 1e-8), about lr.)
+    """
+    param = np.zeros(1)
+    Adagrad(np.zeros(1), learning_rate=0.5).update(param, np.array([1e-4]))
+    np.testing.assert_allclose(param, [-0.5 / math.sqrt(2)], rtol=1e-12)
+
+
+def test_adagrad_first_step_is_lr_times_sign():
+    """From zero memory every (non-tiny) element moves by lr against its gradient's sign."""
+    grad = np.array([0.3, -2.0, 50.0, -0.5])
+    param = np.zeros(4)
+    Adagrad(np.zeros(4), learning_rate=0.01).update(param, grad)
+    np.testing.assert_allclose(param, [-0.01, 0.01, -0.01, 0.01], rtol=1e-6)
+
+
+def test_adagrad_updates_the_memory_it_was_given_in_place():
+    """The memory is shared with the checkpointed ParamSet, so it must not be replaced."""
+    params = ParamSet(2, 2, dtype=np.float64)
+    memory = params.zeros_like()
+    opt = Adagrad(memory.flat, learning_rate=0.1)
+    grad = np.arange(params.flat.size, dtype=np.float64) - 3.0
+    opt.update(params.flat, grad)
+    assert opt.memory is memory.flat
+    np.testing.assert_array_equal(memory.flat, grad * grad)
+    np.testing.assert_array_equal(memory["by"], grad[-2:] ** 2)
+    # The parameter views moved with the flat buffer.
+    assert params["Wxh"][0, 0] > 0 and params["by"][-1] < 0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_adagrad_is_bit_for_bit_min_char_rnn(dtype):
+    """Several steps on random arrays equal min-char-rnn's one-line update exactly."""
+    rng = np.random.default_rng(5)
+    lr = 0.1
+    param = rng.standard_normal(50).astype(dtype)
+    memory = np.zeros(50, dtype=dtype)
+    ref_param, ref_mem = param.copy(), memory.copy()
+    opt = Adagrad(memory, lr)
+    for _ in range(5):
+        grad = (rng.standard_normal(50) * 3).astype(dtype)
+        grad[::7] = 0
+        opt.update(param, grad)
+        ref_mem += grad * grad
+        ref_param += -lr * grad / np.sqrt(ref_mem + 1e-8)
+        assert param.dtype == dtype and memory.dtype == dtype
+        np.testing.assert_array_equal(memory, ref_mem)
+        np.testing.assert_array_equal(param, ref_param)
