@@ -104,35 +104,66 @@ def init_params(vocab_size: int, hidden_size: int, rng: np.random.Generator,
     return params
 
 
-def input_projection(Wxh: np.ndarray, inputs: np.ndarray) -> np.ndarray:
-    """``Wxh x_t`` for every input character, by indexing instead of a one-hot product.
+def input_projection(Wxh: np.ndarray, inputs: np.ndarray, bias: np.ndarray | None = None,
+                     out: np.ndarray | None = None) -> np.ndarray:
+    """``Wxh x_t`` (plus ``bias`` if given) for every input character, by indexing instead
+    of a one-hot product.
 
     Since ``Wxh @ onehot(c)`` is column ``c`` of ``Wxh``, gathering rows of ``Wxh^T`` gives
-    the same numbers without building one-hot vectors.
+    the same numbers without building one-hot vectors. A bias is added to the V rows of
+    ``Wxh^T`` before gathering, or to the T*B gathered rows, whichever are fewer: the same
+    sums either way.
 
-    Wxh: (H, V); inputs: (T, B) integer character indices. Returns (T, B, H).
+    Wxh: (H, V); inputs: (T, B) integer character indices, each in [0, V) as a Vocabulary
+    makes them (they are not checked); bias: (H,). Returns (T, B, H), written into ``out``
+    if given (C-contiguous, of Wxh's dtype).
     """
-    return np.ascontiguousarray(Wxh.T).take(inputs, axis=0)
+    rows = Wxh.T.copy()                    # (V, H), contiguous: row c is Wxh onehot(c)
+    if bias is not None and rows.shape[0] <= inputs.size:
+        rows += bias                       # the bias goes where there are fewer rows
+        bias = None
+    # mode="clip" writes straight into ``out``; the default mode would gather into a
+    # temporary and copy it (3x slower for a (64, 32, 256) window).
+    projected = rows.take(inputs, axis=0, out=out, mode="clip")
+    if bias is not None:
+        projected += bias
+    return projected
 
 
 class Workspace:
     """Buffers reused from one window to the next, so the hot loop allocates nothing.
 
-    hs:    (T+1, B, H) hidden states, hs[0] is the initial state h0
-    probs: (T*B, V) logits, then probabilities, then (in backward) dL/dlogits
-    da:    (T, B, H) dL/dh_t from the output, then dL/da_t (gradient before tanh)
-    dtanh: (T, B, H) 1 - h_t^2, the derivative of tanh at each step
-    carry: (B, H) gradient carried from step t+1 back to step t
+    hs:     (T+1, B, H) hidden states, hs[0] is the initial state h0
+    x_proj: (T, B, H) Wxh x_t + bh, the input term of every step
+    probs:  (T*B, V) logits, then probabilities, then (in backward) dL/dlogits
+    da:     (T, B, H) dL/dh_t from the output, then dL/da_t (gradient before tanh)
+    dtanh:  (T, B, H) 1 - h_t^2, the derivative of tanh at each step
+    carry:  (B, H) gradient carried from step t+1 back to step t
+
+    The time loops walk lists of per-step views (``hs_steps[t]`` is ``hs[t]``), made once
+    here: slicing an array costs about as much as a small NumPy operation.
     """
 
     def __init__(self, T: int, B: int, H: int, V: int, dtype=np.float32):
         self.shape = (T, B, H, V, np.dtype(dtype))
         self.hs = np.empty((T + 1, B, H), dtype)
+        self.x_proj = np.empty((T, B, H), dtype)
         self.probs = np.empty((T * B, V), dtype)
+        self.row_max = np.empty((T * B, 1), dtype)
+        self.row_sum = np.empty((T * B, 1), dtype)
         self.da = np.empty((T, B, H), dtype)
         self.dtanh = np.empty((T, B, H), dtype)
         self.carry = np.empty((B, H), dtype)
         self.one_hot = np.empty((T * B, V), dtype) if V <= ONE_HOT_MATMUL_MAX_VOCAB else None
+        # Row n of probs is time step n // B, stream n % B; its target's flat index into probs
+        # is row_starts[n] + target (one 1-D index is cheaper than a (rows, columns) pair).
+        self.row_starts = np.arange(T * B) * V
+        self.target_index = np.empty(T * B, np.intp)
+        self.ones = np.ones(T * B, dtype)   # sums over rows as products: 1^T dy is sum_t dy_t
+        self.hs_steps = list(self.hs)
+        self.x_proj_steps = list(self.x_proj)
+        self.da_steps = list(self.da)
+        self.dtanh_steps = list(self.dtanh)
 
     def fits(self, T: int, B: int, H: int, V: int, dtype) -> bool:
         return self.shape == (T, B, H, V, np.dtype(dtype))
@@ -151,6 +182,32 @@ class Cache:
         self.ws = ws              # the Workspace the arrays live in
 
 
+def forward_recurrence(hs: list, x_proj: list, Whh_T: np.ndarray) -> None:
+    """``h_t = tanh(Whh h_{t-1} + x_proj_t)`` for t = 1..T, in place: ``hs[t]`` and
+    ``x_proj[t-1]`` are (B, H) views of step t's states and input terms, ``hs[0]`` is set.
+
+    The states are rows, so ``Whh h`` is ``h Whh^T``. Three NumPy calls per step; each writes
+    into its last argument (``out``, passed by position: with one stream a call takes about a
+    microsecond, and parsing a keyword is a noticeable part of that).
+    """
+    for h_prev, h, x in zip(hs, hs[1:], x_proj):
+        np.dot(h_prev, Whh_T, h)       # h = h_{t-1} Whh^T
+        np.add(h, x, h)                # h += Wxh x_t + bh
+        np.tanh(h, h)                  # h = tanh(h)
+
+
+def backward_recurrence(da: list, dtanh: list, carry: np.ndarray, Whh: np.ndarray) -> None:
+    """``da_t = (1 - h_t^2) * (dh_t + Whh^T da_{t+1})`` from the last step back to the first,
+    in place: on entry ``da[t]`` holds dh_t from the output layer, ``dtanh[t]`` is 1 - h_t^2
+    (both (B, H) views, steps 0..T-1); ``carry`` is a (B, H) buffer.
+    """
+    np.multiply(da[-1], dtanh[-1], da[-1])                 # the last step has no carry
+    for da_next, da_t, dtanh_t in zip(da[:0:-1], da[-2::-1], dtanh[-2::-1]):
+        np.dot(da_next, Whh, carry)                        # carry = Whh^T da_{t+1}, as rows
+        np.add(da_t, carry, da_t)                          # dh_t = dh_t (from y_t) + carry
+        np.multiply(da_t, dtanh_t, da_t)                   # da_t = (1 - h_t^2) * dh_t
+
+
 def forward(params: Mapping[str, np.ndarray], inputs: np.ndarray, targets: np.ndarray,
             h0: np.ndarray, ws: Workspace | None = None) -> tuple[float, Cache]:
     """Run one window forward and score it.
@@ -160,8 +217,9 @@ def forward(params: Mapping[str, np.ndarray], inputs: np.ndarray, targets: np.nd
     Returns the loss (sum over T of -log p[target], mean over B; a Python float) and a Cache.
     ``cache.hs[-1]`` is the final hidden state (a view into the workspace: copy it to keep it).
 
-    Only the recurrence loops over time; the input projection, output projection and softmax
-    are each one call over the whole window.
+    Only the recurrence loops over time (forward_recurrence: three NumPy calls per step into
+    preallocated buffers); the input projection, output projection and softmax are each a
+    few calls over the whole window.
     """
     Wxh, Whh, Why, bh, by = (params[name] for name in PARAM_NAMES)
     T, B = inputs.shape
@@ -170,29 +228,24 @@ def forward(params: Mapping[str, np.ndarray], inputs: np.ndarray, targets: np.nd
         ws = Workspace(T, B, H, V, Why.dtype)
 
     # Wxh x_t + bh for all steps at once: (T, B, H)
-    x_proj = input_projection(Wxh, inputs)
-    x_proj += bh
+    input_projection(Wxh, inputs, bh, out=ws.x_proj)
 
     hs = ws.hs
     hs[0] = h0
-    Whh_T = Whh.T
-    for t in range(T):
-        np.matmul(hs[t], Whh_T, out=hs[t + 1])   # Whh h_{t-1}, as rows: h_{t-1} Whh^T
-        hs[t + 1] += x_proj[t]
-        np.tanh(hs[t + 1], out=hs[t + 1])
+    forward_recurrence(ws.hs_steps, ws.x_proj_steps, Whh.T)   # h_t = tanh(Whh h_{t-1} + x_proj_t)
 
     # y = Why h + by for all steps at once: (T*B, V)
     logits = ws.probs
-    np.matmul(hs[1:].reshape(T * B, H), Why.T, out=logits)
+    np.dot(hs[1:].reshape(T * B, H), Why.T, out=logits)   # h Why^T, as rows
     logits += by
     # Stable softmax and cross-entropy: -log p[target] = log(sum(exp(y - max))) - (y - max)[target]
-    logits -= logits.max(axis=1, keepdims=True)
-    rows = np.arange(T * B)
-    target_logits = logits[rows, targets.reshape(-1)]
+    logits -= logits.max(axis=1, keepdims=True, out=ws.row_max)
+    target_index = np.add(ws.row_starts, targets.reshape(-1), out=ws.target_index)
+    target_logits = logits.take(target_index)               # (y - max)[target], (T*B,)
     probs = np.exp(logits, out=logits)
-    sums = probs.sum(axis=1)
-    loss = float((np.log(sums, dtype=np.float64) - target_logits).sum()) / B
-    probs /= sums[:, None]
+    sums = probs.sum(axis=1, keepdims=True, out=ws.row_sum)
+    loss = float((np.log(sums[:, 0], dtype=np.float64) - target_logits).sum()) / B
+    probs /= sums
     return loss, Cache(inputs, targets, hs, probs, ws)
 
 
@@ -211,7 +264,8 @@ def backward(params: Mapping[str, np.ndarray], cache: Cache,
         dWhh  = sum_t da_t h_{t-1}^T    dWxh = sum_t da_t x_t^T    dbh = sum_t da_t
         dh0   = Whh^T da_1
 
-    Only the carry loops over time; every sum over t is one matrix product after the loop.
+    Only the carry loops over time (backward_recurrence: three NumPy calls per step); every
+    sum over t is one matrix product after the loop.
     """
     Whh, Why = params["Whh"], params["Why"]
     inputs, targets, hs, ws = cache.inputs, cache.targets, cache.hs, cache.ws
@@ -222,29 +276,27 @@ def backward(params: Mapping[str, np.ndarray], cache: Cache,
 
     # dL/dlogits, in place of the probabilities
     dy = cache.probs
-    dy[np.arange(T * B), targets.reshape(-1)] -= 1
-    dy /= B
+    dy.reshape(-1)[ws.target_index] -= 1                   # p - onehot(target), at the flat
+                                                           # indices forward left in ws
+    if B > 1:   # (dividing by 1 changes nothing, and costs a call)
+        dy /= B
     h_flat = hs[1:].reshape(T * B, H)
-    np.matmul(dy.T, h_flat, out=grads["Why"])
-    np.sum(dy, axis=0, out=grads["by"])
+    np.dot(dy.T, h_flat, out=grads["Why"])                 # dWhy = dy^T h
+    np.dot(ws.ones, dy, out=grads["by"])                   # dby = 1^T dy (a BLAS sum over rows)
 
     da = ws.da
-    np.matmul(dy, Why, out=da.reshape(T * B, H))          # dL/dh_t from the output, all t
+    np.dot(dy, Why, out=da.reshape(T * B, H))             # dL/dh_t from the output, all t
     dtanh = ws.dtanh
     np.multiply(hs[1:], hs[1:], out=dtanh)
     np.subtract(1, dtanh, out=dtanh)                       # 1 - h_t^2, all t
 
-    carry = ws.carry
-    da[T - 1] *= dtanh[T - 1]
-    for t in range(T - 2, -1, -1):
-        np.matmul(da[t + 1], Whh, out=carry)               # Whh^T da_{t+1}, as rows
-        da[t] += carry
-        da[t] *= dtanh[t]
-    dh0 = da[0] @ Whh
+    # da_t = (1 - h_t^2) * (dh_t + Whh^T da_{t+1}), from t = T back to 1
+    backward_recurrence(ws.da_steps, ws.dtanh_steps, ws.carry, Whh)
+    dh0 = np.dot(da[0], Whh)                               # Whh^T da_1, as rows
 
     da_flat = da.reshape(T * B, H)
-    np.matmul(da_flat.T, hs[:-1].reshape(T * B, H), out=grads["Whh"])
-    np.sum(da_flat, axis=0, out=grads["bh"])
+    np.dot(da_flat.T, hs[:-1].reshape(T * B, H), out=grads["Whh"])   # dWhh = da^T h_prev
+    np.dot(ws.ones, da_flat, out=grads["bh"])              # dbh = 1^T da
     accumulate_dWxh(grads["Wxh"], da_flat, inputs.reshape(-1), ws.one_hot)
     return grads, dh0
 

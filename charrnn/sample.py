@@ -31,31 +31,51 @@ def generate(params: Mapping[str, np.ndarray], vocab: Vocabulary, seed: str, len
 
     The draw uses the Gumbel-max trick: ``argmax(y / temperature + g)`` with g standard Gumbel
     noise is a sample from ``softmax(y / temperature)``, and needs no exp, sum or cumsum.
+    Arithmetic is in the parameters' dtype (float32 for a float32 model).
     Raises UnknownCharactersError if the seed has characters outside the vocabulary.
+
+    Per character this is one matrix-vector product and five small NumPy calls: ``Why h``
+    and ``Whh h`` share the same h, so they are one product with the stacked matrix
+    ``[Why / T; Whh]``, and ``by / T`` is added to each block of Gumbel noise once.
     """
     seed_indices = vocab.encode(seed)
-    dtype = np.float64
+    dtype = np.result_type(params["Whh"].dtype, np.float32)   # float32 or float64
+    V, H = np.shape(params["Why"])
     # Rows of Wxh^T plus bh: row c is Wxh onehot(c) + bh, the input term for character c.
     input_rows = np.ascontiguousarray(params["Wxh"].T + params["bh"], dtype=dtype)   # (V, H)
-    Whh = np.ascontiguousarray(params["Whh"], dtype=dtype)                           # (H, H)
-    # Temperature folded into the output layer once: y / T = (Why / T) h + by / T.
-    Why = np.ascontiguousarray(params["Why"] / temperature, dtype=dtype)             # (V, H)
+    # [Why / T; Whh] h gives the logits y / T (before + by / T) and Whh h in one product,
+    # computed as h^T [Why^T / T, Whh^T] (a row vector times a contiguous matrix is fastest).
+    stacked_T = np.empty((H, V + H), dtype)                                          # (H, V+H)
+    stacked_T[:, :V] = params["Why"].T / temperature
+    stacked_T[:, V:] = params["Whh"].T
     by = np.asarray(params["by"] / temperature, dtype=dtype)                         # (V,)
 
-    h = np.zeros(Whh.shape[0], dtype)
+    z = np.empty(V + H, dtype)              # the product: z[:V] logits, z[V:] Whh h
+    logits, recurrent = z[:V], z[V:]
+    Whh_T = stacked_T[:, V:]
+    h = np.zeros(H, dtype)
     for c in seed_indices:
-        h = np.tanh(input_rows[c] + Whh @ h)
+        np.dot(h, Whh_T, recurrent)
+        np.tanh(np.add(recurrent, input_rows[c], h), h)       # h = tanh(Wxh x + bh + Whh h)
 
+    # The common case adds by / T with the noise (one call); greedy and top-k need y / T alone.
+    by_with_noise = not greedy and top_k is None
     noise = None
     for i in range(length):
-        logits = Why @ h                          # (Why / T) h
-        logits += by                              #   + by / T
-        if top_k is not None and top_k < len(logits):
-            logits[np.argpartition(logits, -top_k)[:-top_k]] = -np.inf   # keep the k largest
-        if not greedy:
-            if i % NOISE_BLOCK == 0:
-                noise = gumbel_noise(rng, (NOISE_BLOCK, len(logits)))
-            logits += noise[i % NOISE_BLOCK]      # Gumbel-max: argmax is a softmax sample
+        np.dot(h, stacked_T, z)                   # z = [(Why / T) h; Whh h]
+        row = i % NOISE_BLOCK
+        if not greedy and row == 0:               # Gumbel noise for the next block of draws
+            noise = gumbel_noise(rng, (NOISE_BLOCK, V)).astype(dtype, copy=False)
+            if by_with_noise:
+                noise += by
+        if by_with_noise:
+            logits += noise[row]                  # y / T + g: its argmax is a softmax sample
+        else:
+            logits += by                          # y / T
+            if top_k is not None and top_k < V:
+                logits[np.argpartition(logits, -top_k)[:-top_k]] = -np.inf   # keep the k largest
+            if not greedy:
+                logits += noise[row]
         c = int(logits.argmax())
         yield vocab.chars[c]
-        h = np.tanh(input_rows[c] + Whh @ h)      # feed the character back in
+        np.tanh(np.add(recurrent, input_rows[c], h), h)       # feed the character back in
