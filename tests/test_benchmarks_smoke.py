@@ -1,0 +1,82 @@
+"""The benchmark scripts' short modes run to the end and print their tables (and the
+line profiler of a training step runs).
+
+Benchmarks do not run in CI; this only checks that ``--quick`` still works after changes to
+the code they drive (Trainer.step, generate, read_corpus, charrnn.threads). Each script runs
+in its own process, as a user would run it. No timings are asserted. PyTorch is left out of
+the training benchmark (importing it costs seconds); the sampling benchmark includes it when
+it is installed, so its PyTorch code path is exercised too.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCHMARKS = os.path.join(REPO, "benchmarks")
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def run_benchmark(script: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, os.path.join(BENCHMARKS, script), "--quick", *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, f"{script} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def header_line(output: str, *columns: str) -> str:
+    """The line holding every column name, which must be followed by a dashed rule."""
+    lines = output.splitlines()
+    for i, line in enumerate(lines[:-1]):
+        if all(column in line for column in columns):
+            assert set(lines[i + 1].replace(" ", "")) == {"-"}, "the header is not followed by a rule"
+            return line
+    raise AssertionError(f"no table header with {columns} in:\n{output}")
+
+
+def test_bench_train_quick_prints_its_tables():
+    output = run_benchmark("bench_train.py", "--no-torch")
+    header_line(output, "config", "threads", "charrnn", "torch loop", "x torch", "classic",
+                "x classic", "ceiling", "% ceiling")
+    header_line(output, "config", "threads", "charrnn", "ceiling", "% ceiling")
+    assert "BLAS:" in output
+    # The B = 1 configuration of the short mode has a classic-loop figure and a ratio to it.
+    row = next(line for line in output.splitlines() if "B=1" in line)
+    assert row.count("x") >= 1 and "%" in row
+
+
+def test_bench_sample_quick_prints_its_table():
+    output = run_benchmark("bench_sample.py", *([] if HAVE_TORCH else ["--no-torch"]))
+    header_line(output, "sampler", "chars/s", "charrnn x")
+    assert "random.choice" in output
+    if HAVE_TORCH:
+        assert "torch/1" in output
+
+
+def test_bench_corpus_quick_prints_its_table():
+    output = run_benchmark("bench_corpus.py")
+    header_line(output, "measurement", "seconds", "MB/s", "peak RSS MB", "target")
+    assert "read_corpus" in output and "train" in output
+
+
+@pytest.mark.parametrize("script", ["bench_train.py", "bench_sample.py", "bench_corpus.py"])
+def test_help_describes_the_quick_mode(script):
+    done = subprocess.run([sys.executable, os.path.join(BENCHMARKS, script), "--help"],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert done.returncode == 0 and "--quick" in done.stdout
+
+
+def test_profile_step_times_the_statements_of_a_step():
+    done = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "profile_step.py"),
+                           "--config", "16,8,2", "--steps", "5", "--min-us", "0"],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert done.returncode == 0, done.stderr
+    for section in ("Trainer.step", "rnn.forward", "rnn.backward", "Adagrad.update"):
+        assert f"\n{section}: " in done.stdout
+    # with --min-us 0 every statement is listed: forward has more than a handful
+    forward_part = done.stdout.split("\nrnn.forward: ")[1].split("\nrnn.backward: ")[0]
+    assert len(forward_part.strip().splitlines()) > 5
