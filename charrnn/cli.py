@@ -13,9 +13,11 @@ from tqdm import tqdm
 from . import __version__
 from .checkpoint import CheckpointError, load_checkpoint, remove_stale_temporaries
 from .config import TrainConfig, resumed_config
-from .data import CorpusError, UnknownCharactersError, read_corpus, validation_size
+from .data import (CorpusError, UnknownCharactersError, eval_stream_count, read_corpus,
+                   validation_size)
 from .evaluate import score_text
 from .sample import generate
+from .threads import set_blas_threads, threads_for
 from .plot import PlotUnavailable, plot_history
 from .train import (Trainer, TrainingError, best_path, check_text_fits, fit_to_text, history_path,
                     run_training)
@@ -115,8 +117,11 @@ def range_help(text: str, default) -> str:
               help=range_help("Seed for the initial weights.", DEFAULTS.random_seed))
 @click.option("--encoding", metavar="NAME",
               help=range_help("Text encoding of TEXT_FILE.", DEFAULTS.encoding))
+@click.option("--threads", type=click.IntRange(min=1), metavar="N",
+              help="BLAS threads for the matrix products. [default: 1 for small models, "
+                   "else one per core; use 1 on a busy machine]")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def train(text_file, checkpoint_path, resume, force, quiet, **options):
+def train(text_file, checkpoint_path, resume, force, threads, quiet, **options):
     """Train a model on TEXT_FILE, saving checkpoints as it goes.
 
     Ctrl-C saves the model and stops; run the same command with --resume to continue.
@@ -170,6 +175,7 @@ def train(text_file, checkpoint_path, resume, force, quiet, **options):
         say(f"{checkpoint_path} is already trained for {trainer.iteration} iterations; "
             f"raise --max-iters to train further")
         return
+    set_blas_threads(threads or threads_for(config.batch_size, config.hidden_size))
     verb = "resuming" if saved is not None else "training"
     say(f"{verb} {checkpoint_path}: {len(corpus.vocab)} characters in the vocabulary, "
         f"{len(corpus.indices):,} in the text, {trainer.params.flat.size:,} parameters")
@@ -242,6 +248,7 @@ def sample(checkpoint_path, best, seed, length, temperature, top_k, greedy, rand
     if top_k is not None and top_k > len(vocab):
         fail(f"--top-k {top_k} is larger than the vocabulary ({len(vocab)} characters)")
     rng = np.random.default_rng(random_seed)
+    set_blas_threads(1)   # one character at a time: products far too small to share
     try:
         characters = generate(checkpoint.params, vocab, seed, length, rng,
                               temperature=temperature, top_k=top_k, greedy=greedy)
@@ -312,6 +319,8 @@ def evaluate(text_file, checkpoint_path, best, skip_unknown, quiet):
         fail(f"{text_file} has {error}; pass --skip-unknown to leave them out")
     except CorpusError as error:
         fail(str(error))
+    streams = eval_stream_count(len(corpus.indices))
+    set_blas_threads(threads_for(streams, checkpoint.config.hidden_size))
     with tqdm(total=len(corpus.indices), unit="char", unit_scale=True, file=sys.stderr,
               disable=quiet, leave=False) as bar:
         result = score_text(checkpoint.params, corpus.indices, on_progress=bar.update)

@@ -105,16 +105,26 @@ class Trainer:
             self.optimizer.update(self.params.flat, self.grads.flat)
 
         loss_per_char = loss / self.config.seq_length
-        if not (math.isfinite(loss_per_char) and np.isfinite(self.params.flat).all()):
-            raise TrainingError(
-                f"training diverged at iteration {self.iteration + 1} (the loss or the weights "
-                f"became NaN or inf); the last checkpoint was kept. Try a lower --learning-rate "
-                f"(now {self.config.learning_rate}) or a lower --clip (now {self.config.clip})")
+        # Weights that overflow make the next loss NaN, so checking the loss catches them a
+        # step later; check_finite() closes the gap before every save.
+        if not math.isfinite(loss_per_char):
+            raise self.divergence()
         self.iteration += 1
         self.position = self.cursor.position
         self.chars_seen += self.chars_per_iteration
         self.smooth_loss = LOSS_SMOOTHING * self.smooth_loss + (1 - LOSS_SMOOTHING) * loss_per_char
         return loss_per_char
+
+    def divergence(self) -> TrainingError:
+        return TrainingError(
+            f"training diverged at iteration {self.iteration + 1} (the loss or the weights "
+            f"became NaN or inf); the last checkpoint was kept. Try a lower --learning-rate "
+            f"(now {self.config.learning_rate}) or a lower --clip (now {self.config.clip})")
+
+    def check_finite(self) -> None:
+        """Raise TrainingError (with advice) if any weight is NaN or inf."""
+        if not np.isfinite(self.params.flat).all():
+            raise self.divergence()
 
     def validation_loss(self) -> float:
         """Mean loss per character (nats) on the held-out text; NaN when there is none."""
@@ -250,11 +260,13 @@ def run_training(trainer: Trainer, checkpoint_path: str, show_progress: bool = T
     val_loss = trainer.history[-1, 3] if len(trainer.history) else math.nan
 
     def save():
+        trainer.check_finite()
         save_checkpoint(checkpoint_path, trainer.to_checkpoint())
         write_history_csv(history_path(checkpoint_path), trainer.history)
 
     def evaluate():
         nonlocal val_loss
+        trainer.check_finite()
         val_loss = trainer.validation_loss()
         if trainer.record_evaluation(val_loss):
             save_checkpoint(best_path(checkpoint_path), trainer.to_checkpoint())
