@@ -6,7 +6,8 @@ Keys (V vocabulary size, H hidden size, B batch size, n evaluations so far):
     vocab           (V,)     <U1      the characters, sorted by code point
     config          ()       str      TrainConfig as JSON
     state           ()       str      JSON: iteration, position, chars_seen, smooth_loss,
-                                      elapsed_seconds, rng_state, text_sha256, best_val_loss, ...
+                                      elapsed_seconds, rng_state, text_sha256, best_val_loss,
+                                      last_val_loss, blas_threads
     Wxh Whh Why bh by        float    parameters, shapes as in charrnn.rnn
     mWxh mWhh mWhy mbh mby   float    Adagrad memories, same shapes
     hidden          (B, H)   float    the hidden state of each stream, carried into the next window
@@ -15,6 +16,7 @@ Keys (V vocabulary size, H hidden size, B batch size, n evaluations so far):
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -151,7 +153,17 @@ def load_checkpoint(path) -> Checkpoint:
         raise CheckpointError(f"{path} is not a usable charrnn checkpoint: {message}") from None
 
 
+ZIP_MAGIC = b"PK\x03\x04"   # an .npz is a zip archive
+
+
 def _read_arrays(path: str) -> dict[str, np.ndarray]:
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(len(ZIP_MAGIC))
+    except OSError as error:
+        raise CheckpointError(f"cannot read {path}: {error.strerror or error}") from None
+    if magic != ZIP_MAGIC:
+        raise CheckpointError(f"{path} is not a charrnn checkpoint (not an .npz file)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
@@ -204,6 +216,17 @@ def _checkpoint_from_arrays(arrays: dict[str, np.ndarray]) -> Checkpoint:
             raise ValueError(f"state.{name} should be a {kind.__name__}")
         if not value >= 0:
             raise ValueError(f"state.{name} should not be negative")
+    for name in ("best_val_loss", "last_val_loss"):
+        value = state.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+            raise ValueError(f"state.{name} should be a finite number or null")
+    if not isinstance(state.get("text_sha256", ""), str):
+        raise ValueError("state.text_sha256 should be a string")
+    threads = state.get("blas_threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
+        raise ValueError("state.blas_threads should be a positive integer or null")
     if "rng_state" in state:
         try:
             np.random.default_rng().bit_generator.state = state["rng_state"]

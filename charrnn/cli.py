@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import sys
 import tempfile
 
@@ -13,14 +14,12 @@ from tqdm import tqdm
 from . import __version__
 from .checkpoint import CheckpointError, load_checkpoint, remove_stale_temporaries
 from .config import TrainConfig, resumed_config
-from .data import (CorpusError, UnknownCharactersError, eval_stream_count, read_corpus,
-                   validation_size)
-from .evaluate import score_text
+from .data import CorpusError, UnknownCharactersError, eval_stream_count, read_corpus
+from .evaluate import chars_scored, score_text
 from .sample import generate
 from .threads import set_blas_threads, threads_for
 from .plot import PlotUnavailable, plot_history
-from .train import (Trainer, TrainingError, best_path, check_text_fits, fit_to_text, history_path,
-                    run_training)
+from .train import Trainer, TrainingError, best_path, fit_to_text, history_path, run_training
 
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
 DEFAULTS = TrainConfig()
@@ -113,7 +112,7 @@ def range_help(text: str, default) -> str:
                               DEFAULTS.sample_every))
 @click.option("--dtype", type=click.Choice(["float32", "float64"]),
               help=range_help("Floating-point type of the model.", DEFAULTS.dtype))
-@click.option("--random-seed", type=int, metavar="SEED",
+@click.option("--random-seed", type=click.IntRange(min=0), metavar="SEED",
               help=range_help("Seed for the initial weights.", DEFAULTS.random_seed))
 @click.option("--encoding", metavar="NAME",
               help=range_help("Text encoding of TEXT_FILE.", DEFAULTS.encoding))
@@ -128,6 +127,9 @@ def train(text_file, checkpoint_path, resume, force, threads, quiet, **options):
     """
     overrides = {name: value for name, value in options.items() if value is not None}
     checkpoint_path = checkpoint_path or default_checkpoint_for(text_file)
+    if not checkpoint_path.endswith(".npz"):
+        fail(f"--checkpoint {checkpoint_path}: the name must end in .npz (its .csv history and "
+             f".best.npz twin are named after it)")
     if resume and force:
         fail("--resume and --force contradict each other: --resume continues the saved model, "
              "--force replaces it")
@@ -137,8 +139,6 @@ def train(text_file, checkpoint_path, resume, force, threads, quiet, **options):
              f"or --force to overwrite it with a new model")
     if resume and not exists:
         fail(f"cannot resume: no checkpoint at {checkpoint_path}")
-    check_writable_folder(checkpoint_path)
-    remove_stale_temporaries(checkpoint_path)
 
     try:
         if resume:
@@ -154,20 +154,22 @@ def train(text_file, checkpoint_path, resume, force, threads, quiet, **options):
                 fail(f"{text_file} has a single distinct character ({corpus.vocab.chars[0]!r}): "
                      f"there is nothing to learn")
             unchosen = [name for name in ("batch_size", "seq_length") if name not in overrides]
-            fitted = fit_to_text(config, len(corpus.indices), adjustable=unchosen)
-            check_text_fits(len(corpus.indices) - validation_size(len(corpus.indices),
-                                                                  config.val_fraction), fitted)
-            if fitted != config:
-                say(f"note: {text_file} is short ({len(corpus.indices)} characters); using "
-                    f"--batch-size {fitted.batch_size} --seq-length {fitted.seq_length}")
-                config = fitted
+            config = fit_to_text(config, len(corpus.indices), adjustable=unchosen)
         trainer = Trainer(config, corpus, saved)
     except UnknownCharactersError as error:
         fail(f"{text_file} has characters the checkpoint's model does not know ({error}); "
              f"train a new model with --force")
     except (CheckpointError, CorpusError, TrainingError, ValueError) as error:
         fail(str(error))
-
+    if saved is None and (config.batch_size, config.seq_length) != (
+            overrides.get("batch_size", DEFAULTS.batch_size),
+            overrides.get("seq_length", DEFAULTS.seq_length)):
+        say(f"note: {text_file} is short ({len(corpus.indices)} characters); using "
+            f"--batch-size {config.batch_size} --seq-length {config.seq_length}")
+    check_writable_folder(checkpoint_path)
+    remove_stale_temporaries(checkpoint_path)
+    if saved is None:
+        forget_old_model_files(checkpoint_path)
     if saved is not None and saved.state.get("text_sha256") != corpus.sha256:
         say(f"note: {text_file} differs from the text this model was trained on; "
             f"its streams start again from the beginning")
@@ -175,7 +177,7 @@ def train(text_file, checkpoint_path, resume, force, threads, quiet, **options):
         say(f"{checkpoint_path} is already trained for {trainer.iteration} iterations; "
             f"raise --max-iters to train further")
         return
-    set_blas_threads(threads or threads_for(config.batch_size, config.hidden_size))
+    choose_threads(trainer, threads)
     verb = "resuming" if saved is not None else "training"
     say(f"{verb} {checkpoint_path}: {len(corpus.vocab)} characters in the vocabulary, "
         f"{len(corpus.indices):,} in the text, {trainer.params.flat.size:,} parameters")
@@ -185,11 +187,35 @@ def train(text_file, checkpoint_path, resume, force, threads, quiet, **options):
     except (CheckpointError, TrainingError) as error:
         fail(str(error))
     if not outcome.finished:
+        command = ["charrnn", "train", text_file, "--checkpoint", checkpoint_path, "--resume"]
         say(f"interrupted at iteration {trainer.iteration}; saved {checkpoint_path}. "
-            f"To continue: charrnn train {text_file} --checkpoint {checkpoint_path} --resume")
+            f"To continue: {' '.join(shlex.quote(word) for word in command)}")
         sys.exit(EXIT_SIGNAL_BASE + outcome.signal_number)
     say(f"done: iteration {trainer.iteration}, train loss {trainer.smooth_loss:.3f} nats/char, "
         f"{describe_val(trainer.history)}; saved {checkpoint_path}")
+
+
+def forget_old_model_files(checkpoint_path: str) -> None:
+    """A new model (--force) must not inherit the old one's best twin or history."""
+    for path in (best_path(checkpoint_path), history_path(checkpoint_path)):
+        if os.path.isfile(path):
+            os.unlink(path)
+            say(f"note: removed {path}, which belonged to the model being replaced")
+
+
+def choose_threads(trainer: Trainer, requested: int | None) -> None:
+    """Set the BLAS thread count: the user's, else the resumed run's, else by model size.
+
+    float32 results differ in their last bits with another thread count, so a resumed run
+    keeps the count it was trained with unless told otherwise.
+    """
+    saved = trainer.blas_threads
+    count = requested or saved or threads_for(trainer.config.batch_size, trainer.config.hidden_size)
+    if saved is not None and count != saved:
+        say(f"note: this model was trained with {saved} BLAS thread(s), now {count}; "
+            f"results will differ from an uninterrupted run in the last bits")
+    set_blas_threads(count)
+    trainer.blas_threads = count
 
 
 def describe_val(history) -> str:
@@ -239,7 +265,7 @@ def open_checkpoint(path: str | None, best: bool = False):
 @click.option("--top-k", type=click.IntRange(min=1), metavar="K",
               help="Draw only among the K most likely characters.")
 @click.option("--greedy", is_flag=True, help="Always take the most likely character (no randomness).")
-@click.option("--random-seed", type=int, metavar="SEED",
+@click.option("--random-seed", type=click.IntRange(min=0), metavar="SEED",
               help="Seed for the draws; the same seed gives the same text. [default: random]")
 def sample(checkpoint_path, best, seed, length, temperature, top_k, greedy, random_seed):
     """Generate text from a trained model and print it to stdout."""
@@ -252,11 +278,12 @@ def sample(checkpoint_path, best, seed, length, temperature, top_k, greedy, rand
     try:
         characters = generate(checkpoint.params, vocab, seed, length, rng,
                               temperature=temperature, top_k=top_k, greedy=greedy)
-        first = next(characters, "") if length else ""
     except UnknownCharactersError as error:
         fail(f"--seed has {error}")
+    except ValueError as error:
+        fail(str(error))
     try:
-        write_stream(seed + first, characters)
+        write_stream(seed, characters)
     except BrokenPipeError:
         # The reader went away (e.g. `charrnn sample | head`): stop quietly, as cat would.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -321,7 +348,7 @@ def evaluate(text_file, checkpoint_path, best, skip_unknown, quiet):
         fail(str(error))
     streams = eval_stream_count(len(corpus.indices))
     set_blas_threads(threads_for(streams, checkpoint.config.hidden_size))
-    with tqdm(total=len(corpus.indices), unit="char", unit_scale=True, file=sys.stderr,
+    with tqdm(total=chars_scored(len(corpus.indices)), unit="char", unit_scale=True, file=sys.stderr,
               disable=quiet, leave=False) as bar:
         result = score_text(checkpoint.params, corpus.indices, on_progress=bar.update)
     if result.count == 0:
@@ -341,6 +368,8 @@ def plot(checkpoint_path, output):
     if len(checkpoint.history) == 0:
         fail(f"{path} has no evaluations yet: train it past --eval-every iterations first")
     output = output or os.path.splitext(path)[0] + ".png"
+    if output.endswith(".npz") or os.path.abspath(output) == os.path.abspath(path):
+        fail(f"-o {output} would overwrite a checkpoint; name a .png file")
     try:
         plot_history(checkpoint.history, output, title=os.path.basename(path))
     except PlotUnavailable as error:

@@ -176,12 +176,20 @@ def read_corpus(path, encoding: str = "utf-8", vocab: Vocabulary | None = None,
 
     indices = np.empty(int(counts.sum()) - skipped, dtype=index_dtype(len(vocab)))
     filled = 0
-    for codes, _ in _decoded_blocks(path, encoding):
-        block_indices = vocab.lookup(codes)
-        if skipped:
-            block_indices = block_indices[block_indices >= 0]
-        indices[filled:filled + len(block_indices)] = block_indices
-        filled += len(block_indices)
+    changed = CorpusError(f"{path} changed while it was being read; try again")
+    try:
+        for codes, _ in _decoded_blocks(path, encoding):
+            block_indices = vocab.lookup(codes)
+            if skipped:
+                block_indices = block_indices[block_indices >= 0]
+            if (block_indices < 0).any() or filled + len(block_indices) > len(indices):
+                raise changed
+            indices[filled:filled + len(block_indices)] = block_indices
+            filled += len(block_indices)
+    except OSError as error:
+        raise CorpusError(f"cannot read {path}: {error.strerror}") from None
+    if filled != len(indices):
+        raise changed
     return Corpus(vocab, indices, digest.hexdigest(), skipped)
 
 

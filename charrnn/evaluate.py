@@ -32,6 +32,12 @@ class Score:
         return math.exp(self.nats_per_char)
 
 
+def chars_scored(num_chars: int) -> int:
+    """How many of ``num_chars`` characters score_text predicts (each stream's first is context)."""
+    num_streams = eval_stream_count(num_chars)
+    return max(num_chars // num_streams - 1, 0) * num_streams
+
+
 def score_text(params: Mapping[str, np.ndarray], indices: np.ndarray, on_progress=None) -> Score:
     """Cross-entropy of a model on ``indices`` (N,), every character predicted from all before it.
 

@@ -32,7 +32,9 @@ def generate(params: Mapping[str, np.ndarray], vocab: Vocabulary, seed: str, len
     The draw uses the Gumbel-max trick: ``argmax(y / temperature + g)`` with g standard Gumbel
     noise is a sample from ``softmax(y / temperature)``, and needs no exp, sum or cumsum.
     Arithmetic is in the parameters' dtype (float32 for a float32 model).
-    Raises UnknownCharactersError if the seed has characters outside the vocabulary.
+    Raises UnknownCharactersError if the seed has characters outside the vocabulary, and
+    ValueError if the temperature is so small that the scaled logits overflow; both at the
+    call, before any character is drawn.
 
     Per character this is one matrix-vector product and five small NumPy calls: ``Why h``
     and ``Whh h`` share the same h, so they are one product with the stacked matrix
@@ -40,15 +42,28 @@ def generate(params: Mapping[str, np.ndarray], vocab: Vocabulary, seed: str, len
     """
     seed_indices = vocab.encode(seed)
     dtype = np.result_type(params["Whh"].dtype, np.float32)   # float32 or float64
-    V, H = np.shape(params["Why"])
+    # Temperature folded into the output layer once: y / T = (Why / T) h + by / T.
+    with np.errstate(over="ignore"):
+        Why_scaled = np.asarray(params["Why"], dtype) / dtype.type(temperature)      # (V, H)
+        by_scaled = np.asarray(params["by"], dtype) / dtype.type(temperature)        # (V,)
+    if not (np.isfinite(Why_scaled).all() and np.isfinite(by_scaled).all()):
+        raise ValueError(f"temperature {temperature} is too small for this model's logits "
+                         f"(they overflow); use a larger one, or greedy sampling")
+    return _generate(params, Why_scaled, by_scaled, vocab, seed_indices, length, rng,
+                     top_k, greedy)
+
+
+def _generate(params, Why_scaled, by, vocab, seed_indices, length, rng, top_k, greedy):
+    """The generator behind generate(), whose arguments are already checked."""
+    dtype = Why_scaled.dtype
+    V, H = Why_scaled.shape
     # Rows of Wxh^T plus bh: row c is Wxh onehot(c) + bh, the input term for character c.
     input_rows = np.ascontiguousarray(params["Wxh"].T + params["bh"], dtype=dtype)   # (V, H)
     # [Why / T; Whh] h gives the logits y / T (before + by / T) and Whh h in one product,
     # computed as h^T [Why^T / T, Whh^T] (a row vector times a contiguous matrix is fastest).
     stacked_T = np.empty((H, V + H), dtype)                                          # (H, V+H)
-    stacked_T[:, :V] = params["Why"].T / temperature
+    stacked_T[:, :V] = Why_scaled.T
     stacked_T[:, V:] = params["Whh"].T
-    by = np.asarray(params["by"] / temperature, dtype=dtype)                         # (V,)
 
     z = np.empty(V + H, dtype)              # the product: z[:V] logits, z[V:] Whh h
     logits, recurrent = z[:V], z[V:]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from .checkpoint import HISTORY_COLUMNS, Checkpoint, save_checkpoint
+from .checkpoint import HISTORY_COLUMNS, Checkpoint, CheckpointError, save_checkpoint
 from .config import TrainConfig
 from .data import (Corpus, WindowCursor, make_streams, min_stream_length, split_validation,
                    validation_size)
@@ -32,16 +32,20 @@ class TrainingError(Exception):
     """Training cannot start or cannot go on; the message says why in one line."""
 
 
+def _stem(checkpoint_path: str) -> str:
+    """``run.npz`` and ``run.best.npz`` -> ``run``."""
+    stem, _ = os.path.splitext(checkpoint_path)
+    return stem[:-len(".best")] if stem.endswith(".best") else stem
+
+
 def best_path(checkpoint_path: str) -> str:
     """``run.npz`` -> ``run.best.npz``: where the lowest-validation-loss model is kept."""
-    stem, _ = os.path.splitext(checkpoint_path)
-    return stem + ".best.npz"
+    return _stem(checkpoint_path) + ".best.npz"
 
 
 def history_path(checkpoint_path: str) -> str:
     """``run.npz`` -> ``run.csv``: the evaluation history, one row per evaluation."""
-    stem, _ = os.path.splitext(checkpoint_path)
-    return stem + ".csv"
+    return _stem(checkpoint_path) + ".csv"
 
 
 class Trainer:
@@ -82,6 +86,9 @@ class Trainer:
             if state.get("text_sha256") != corpus.sha256 or self.position >= len(self.streams):
                 # Another text (or an edited one): the old stream positions mean nothing here.
                 self.position = 0
+        # The BLAS thread count the run uses: float32 products differ in their last bits with
+        # another count, so it is saved and a resumed run reuses it.
+        self.blas_threads = checkpoint.state.get("blas_threads") if checkpoint else None
         self.grads = self.params.zeros_like()
         self.optimizer = Adagrad(self.memory.flat, config.learning_rate)
         self.cursor = WindowCursor(self.streams, config.seq_length, self.position)
@@ -108,23 +115,24 @@ class Trainer:
         # Weights that overflow make the next loss NaN, so checking the loss catches them a
         # step later; check_finite() closes the gap before every save.
         if not math.isfinite(loss_per_char):
-            raise self.divergence()
+            raise self.divergence(self.iteration + 1)
         self.iteration += 1
         self.position = self.cursor.position
         self.chars_seen += self.chars_per_iteration
         self.smooth_loss = LOSS_SMOOTHING * self.smooth_loss + (1 - LOSS_SMOOTHING) * loss_per_char
         return loss_per_char
 
-    def divergence(self) -> TrainingError:
+    def divergence(self, iteration: int) -> TrainingError:
         return TrainingError(
-            f"training diverged at iteration {self.iteration + 1} (the loss or the weights "
-            f"became NaN or inf); the last checkpoint was kept. Try a lower --learning-rate "
-            f"(now {self.config.learning_rate}) or a lower --clip (now {self.config.clip})")
+            f"training diverged at iteration {iteration} (the loss or the weights became NaN "
+            f"or inf); nothing of it was saved, any checkpoint on disk is the last good one. "
+            f"Try a lower --learning-rate (now {self.config.learning_rate}) or a lower --clip "
+            f"(now {self.config.clip})")
 
     def check_finite(self) -> None:
         """Raise TrainingError (with advice) if any weight is NaN or inf."""
         if not np.isfinite(self.params.flat).all():
-            raise self.divergence()
+            raise self.divergence(self.iteration)
 
     def validation_loss(self) -> float:
         """Mean loss per character (nats) on the held-out text; NaN when there is none."""
@@ -158,6 +166,7 @@ class Trainer:
             "text_sha256": self.text_sha256,
             "best_val_loss": None if math.isinf(self.best_val_loss) else self.best_val_loss,
             "last_val_loss": None if last_val is None or math.isnan(last_val) else last_val,
+            "blas_threads": self.blas_threads,
         }
         return Checkpoint(self.config, self.vocab, self.params, self.memory, self.hidden.copy(),
                           state, self.history.copy())
@@ -227,10 +236,15 @@ def deferred_signals(signal_numbers=(signal.SIGINT, signal.SIGTERM)):
 
 
 def write_history_csv(path: str, history: np.ndarray) -> None:
-    """Write the evaluation history as CSV (atomically, like checkpoints)."""
+    """Write the evaluation history as CSV (atomically, like checkpoints).
+
+    Raises CheckpointError if it cannot be written.
+    """
     directory = os.path.dirname(os.path.abspath(path))
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".history.", suffix=".tmp")
+    temporary = None
     try:
+        descriptor, temporary = tempfile.mkstemp(
+            dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
         with os.fdopen(descriptor, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(HISTORY_COLUMNS)
@@ -239,8 +253,11 @@ def write_history_csv(path: str, history: np.ndarray) -> None:
                 writer.writerow([int(iteration), int(chars), f"{train_loss:.6f}",
                                  "" if math.isnan(val_loss) else f"{val_loss:.6f}", f"{seconds:.2f}"])
         os.replace(temporary, path)
+        temporary = None
+    except OSError as error:
+        raise CheckpointError(f"could not write history {path}: {error.strerror or error}") from None
     finally:
-        if os.path.exists(temporary):
+        if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
 
 
@@ -262,7 +279,6 @@ def run_training(trainer: Trainer, checkpoint_path: str, show_progress: bool = T
     def save():
         trainer.check_finite()
         save_checkpoint(checkpoint_path, trainer.to_checkpoint())
-        write_history_csv(history_path(checkpoint_path), trainer.history)
 
     def evaluate():
         nonlocal val_loss
@@ -270,6 +286,7 @@ def run_training(trainer: Trainer, checkpoint_path: str, show_progress: bool = T
         val_loss = trainer.validation_loss()
         if trainer.record_evaluation(val_loss):
             save_checkpoint(best_path(checkpoint_path), trainer.to_checkpoint())
+        write_history_csv(history_path(checkpoint_path), trainer.history)
 
     try:
         with deferred_signals() as caught:
@@ -286,6 +303,7 @@ def run_training(trainer: Trainer, checkpoint_path: str, show_progress: bool = T
                     clock = time.perf_counter()   # evaluation time is not training time
                 if config.sample_every and trainer.iteration % config.sample_every == 0:
                     log(f"--- sample at iteration {trainer.iteration} ---\n{trainer.sample()}\n---")
+                    clock = time.perf_counter()
                 if trainer.iteration % config.checkpoint_every == 0 or done:
                     save()
                     clock = time.perf_counter()
