@@ -12,18 +12,18 @@ class TrainConfig:
     """Everything that decides a training run. Saved in every checkpoint as JSON."""
 
     hidden_size: int = 256          # H, size of the hidden state
-    seq_length: int = 64            # T, time steps per window of truncated BPTT
+    seq_length: int = 32            # T, time steps per window of truncated BPTT
     batch_size: int = 32            # B, parallel streams the text is cut into
-    learning_rate: float = 0.02     # Adagrad step size
+    learning_rate: float = 0.03     # Adagrad step size
     clip: float = 5.0               # gradients are clipped elementwise to [-clip, clip]
-    max_iters: int = 20000          # total iterations; a resumed run continues up to it
+    max_iters: int = 36000          # total iterations; a resumed run continues up to it
     val_fraction: float = 0.1       # the last part of the text held out for validation
     eval_every: int = 500           # iterations between validation losses
     checkpoint_every: int = 500     # iterations between checkpoint writes
     sample_every: int = 2000        # iterations between samples shown during training (0: never)
     dtype: str = "float32"          # float32 trains about twice as fast as float64
     random_seed: int = 0            # seeds the initial weights
-    init_scale: float = 0.01        # standard deviation of the initial weights
+    init_scale: float = 0.06        # standard deviation of the initial weights
     encoding: str = "utf-8"         # how the text file is decoded
 
     def to_dict(self) -> dict:
