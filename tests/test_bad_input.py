@@ -33,6 +33,7 @@ import charrnn.data
 import charrnn.train
 from charrnn.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint
 from charrnn.cli import cli
+from charrnn.config import TrainConfig
 from charrnn.sample import generate
 
 WORDS = "the quick brown fox jumps over a lazy dog and then some more".split()
@@ -169,7 +170,7 @@ def test_text_too_short_for_chosen_sizes_says_how_long_it_is(tmp_path):
 
 
 def test_short_text_with_default_sizes_is_fitted_with_a_notice(tmp_path):
-    """Without --batch-size/--seq-length, a text too short for the defaults (32 x 64) trains
+    """Without --batch-size/--seq-length, a text too short for the default sizes trains
     with smaller values, and a notice on stderr names the values chosen."""
     text = make_text(np.random.default_rng(2), 40)[:200]
     (tmp_path / "short.txt").write_text(text, encoding="utf-8")
@@ -178,7 +179,8 @@ def test_short_text_with_default_sizes_is_fitted_with_a_notice(tmp_path):
     assert_no_traceback(result)
     assert result.exit_code == 0, result.output
     config = load_checkpoint(tmp_path / "model.npz").config
-    assert config.batch_size * config.seq_length < 32 * 64
+    defaults = TrainConfig()
+    assert config.batch_size * config.seq_length < defaults.batch_size * defaults.seq_length
     assert config.batch_size * config.seq_length <= len(text)
     assert_mentions(result.stderr, rf"batch.size\D{{0,20}}\b{config.batch_size}\b",
                     rf"seq.length\D{{0,20}}\b{config.seq_length}\b")
@@ -186,14 +188,15 @@ def test_short_text_with_default_sizes_is_fitted_with_a_notice(tmp_path):
 
 
 def test_text_long_enough_for_defaults_gets_no_fitting_notice(tmp_path):
+    defaults = TrainConfig()
     text = make_text(np.random.default_rng(3), 700)
-    assert len(text) > 1.2 * 32 * 66
+    assert len(text) > 1.2 * defaults.batch_size * (defaults.seq_length + 2)
     (tmp_path / "long.txt").write_text(text, encoding="utf-8")
     result = run("train", tmp_path / "long.txt", "--checkpoint", tmp_path / "model.npz",
                  *options(batch_size=None, seq_length=None, max_iters=1))
     assert result.exit_code == 0, result.output
     config = load_checkpoint(tmp_path / "model.npz").config
-    assert (config.batch_size, config.seq_length) == (32, 64)
+    assert (config.batch_size, config.seq_length) == (defaults.batch_size, defaults.seq_length)
     assert not re.search("batch.size|seq.length", result.stderr, re.IGNORECASE)
 
 
