@@ -153,6 +153,14 @@ class ClassicLoop:
 
 # --- PyTorch ---------------------------------------------------------------------------------
 
+def next_torch_window(torch, cursor: WindowCursor, h):
+    """The next window as int64 tensors (inputs, targets), zeroing ``h`` when the streams wrap."""
+    inputs, targets, restarted = cursor.next_window()
+    if restarted:
+        h.zero_()
+    return torch.from_numpy(inputs.astype(np.int64)), torch.from_numpy(targets.astype(np.int64))
+
+
 class TorchLoop:
     """The same model in PyTorch, with an explicit time loop (one addmm per step)."""
 
@@ -172,11 +180,7 @@ class TorchLoop:
 
     def step(self):
         torch = self.torch
-        inputs, targets, restarted = self.cursor.next_window()
-        if restarted:
-            self.h.zero_()
-        inputs = torch.from_numpy(inputs.astype(np.int64))
-        targets = torch.from_numpy(targets.astype(np.int64))
+        inputs, targets = next_torch_window(torch, self.cursor, self.h)
         x = torch.nn.functional.embedding(inputs, self.Wxh.t()) + self.bh   # (T, B, H)
         h, Whh_T, states = self.h, self.Whh.t(), []
         for t in range(x.shape[0]):
@@ -206,11 +210,7 @@ class TorchRNN:
 
     def step(self):
         torch = self.torch
-        inputs, targets, restarted = self.cursor.next_window()
-        if restarted:
-            self.h.zero_()
-        inputs = torch.from_numpy(inputs.astype(np.int64))
-        targets = torch.from_numpy(targets.astype(np.int64))
+        inputs, targets = next_torch_window(torch, self.cursor, self.h)
         x = torch.nn.functional.one_hot(inputs, self.V).to(self.dtype)      # (T, B, V)
         states, h = self.rnn(x, self.h)
         logits = self.out(states.reshape(-1, states.shape[2]))
