@@ -161,6 +161,15 @@ def next_torch_window(torch, cursor: WindowCursor, h):
     return torch.from_numpy(inputs.astype(np.int64)), torch.from_numpy(targets.astype(np.int64))
 
 
+def torch_update(torch, loss, params, optimizer, h):
+    """Backpropagate ``loss``, clip elementwise, take an Adagrad step; returns h detached."""
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_value_(params, CLIP)
+    optimizer.step()
+    return h.detach()
+
+
 class TorchLoop:
     """The same model in PyTorch, with an explicit time loop (one addmm per step)."""
 
@@ -188,11 +197,7 @@ class TorchLoop:
             states.append(h)
         logits = torch.addmm(self.by, torch.cat(states), self.Why.t())
         loss = torch.nn.functional.cross_entropy(logits, targets.reshape(-1), reduction="sum") / self.B
-        self.optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_value_(self.params, CLIP)
-        self.optimizer.step()
-        self.h = h.detach()
+        self.h = torch_update(torch, loss, self.params, self.optimizer, h)
 
 
 class TorchRNN:
@@ -215,11 +220,7 @@ class TorchRNN:
         states, h = self.rnn(x, self.h)
         logits = self.out(states.reshape(-1, states.shape[2]))
         loss = torch.nn.functional.cross_entropy(logits, targets.reshape(-1), reduction="sum") / self.B
-        self.optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_value_(self.params, CLIP)
-        self.optimizer.step()
-        self.h = h.detach()
+        self.h = torch_update(torch, loss, self.params, self.optimizer, h)
 
 
 # --- the benchmark ---------------------------------------------------------------------------

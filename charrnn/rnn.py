@@ -268,7 +268,7 @@ def backward(params: Mapping[str, np.ndarray], cache: Cache,
     sum over t is one matrix product after the loop.
     """
     Whh, Why = params["Whh"], params["Why"]
-    inputs, targets, hs, ws = cache.inputs, cache.targets, cache.hs, cache.ws
+    inputs, hs, ws = cache.inputs, cache.hs, cache.ws
     T, B = inputs.shape
     V, H = Why.shape
     if grads is None:

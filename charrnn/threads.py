@@ -115,11 +115,6 @@ def blas_threads_limited(count: int | None):
             set_blas_threads(previous)
 
 
-def blas_controllable() -> bool:
-    """True when this module can set NumPy's BLAS thread count."""
-    return _openblas()[1] is not None
-
-
 def usable_cores() -> int:
     """CPU cores this process may run on (its affinity mask where the OS tells it)."""
     try:
