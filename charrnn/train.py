@@ -20,7 +20,7 @@ from .config import TrainConfig
 from .data import (Corpus, WindowCursor, make_streams, min_stream_length, split_validation,
                    validation_size)
 from .evaluate import score_text
-from .optim import Adagrad, clip_gradients
+from .optim import Adagrad, clip_gradients, scheduled_learning_rate
 from .rnn import Workspace, backward, forward, init_params
 from .sample import generate
 
@@ -103,6 +103,7 @@ class Trainer:
         inputs, targets, restarted = self.cursor.next_window()
         if restarted:
             self.hidden.fill(0)
+        self.optimizer.learning_rate = self.learning_rate()
         # Overflow is caught below, with advice, rather than as NumPy warnings along the way.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             loss, cache = forward(self.params, inputs, targets, self.hidden, self.workspace)
@@ -121,6 +122,12 @@ class Trainer:
         self.chars_seen += self.chars_per_iteration
         self.smooth_loss = LOSS_SMOOTHING * self.smooth_loss + (1 - LOSS_SMOOTHING) * loss_per_char
         return loss_per_char
+
+    def learning_rate(self) -> float:
+        """The learning rate of the next update, from the warm-up/hold/cool-down schedule."""
+        config = self.config
+        return scheduled_learning_rate(config.learning_rate, self.iteration, config.max_iters,
+                                       config.warmup_iters, config.decay_fraction)
 
     def divergence(self, iteration: int) -> TrainingError:
         return TrainingError(
@@ -320,8 +327,10 @@ def run_training(trainer: Trainer, checkpoint_path: str, show_progress: bool = T
 
 
 def progress_text(trainer: Trainer, val_loss: float, bar) -> str:
-    """The progress bar's postfix: smoothed train loss, latest validation loss, chars/s."""
+    """The progress bar's postfix: smoothed train loss, latest validation loss, the learning
+    rate of the next update, chars/s."""
     rate = bar.format_dict.get("rate") or 0.0
     val = "-" if math.isnan(val_loss) else f"{val_loss:.3f}"
     return (f"loss {trainer.smooth_loss:.3f} nats/char, val {val}, "
+            f"lr {trainer.learning_rate():.2g}, "
             f"{rate * trainer.chars_per_iteration / 1000:.0f}k chars/s")

@@ -1,10 +1,11 @@
-"""Gradient clipping and Adagrad (charrnn.optim) on small arrays with hand-computed values."""
+"""Gradient clipping, Adagrad and the learning-rate schedule (charrnn.optim), with
+hand-computed values."""
 import math
 
 import numpy as np
 import pytest
 
-from charrnn.optim import ADAGRAD_EPS, Adagrad, clip_gradients
+from charrnn.optim import ADAGRAD_EPS, Adagrad, clip_gradients, scheduled_learning_rate
 from charrnn.rnn import ParamSet
 
 
@@ -109,3 +110,35 @@ def test_adagrad_is_bit_for_bit_min_char_rnn(dtype):
         assert param.dtype == dtype and memory.dtype == dtype
         np.testing.assert_array_equal(memory, ref_mem)
         np.testing.assert_array_equal(param, ref_param)
+
+
+# --------------------------------------------------------------------------- schedule
+
+def test_schedule_warms_up_holds_then_cools_down():
+    """Peak 0.5, 100 iterations, warm-up 10, cool-down over the last 20."""
+    def lr(iteration):
+        return scheduled_learning_rate(0.5, iteration, 100, 10, 0.2)
+    assert lr(0) == pytest.approx(0.05)          # 1/10 of the peak
+    assert lr(4) == pytest.approx(0.25)
+    assert lr(9) == pytest.approx(0.5)           # the warm-up ends at the peak
+    assert lr(10) == lr(50) == lr(80) == 0.5     # holds until 20 iterations are left
+    assert lr(81) == pytest.approx(0.5 * 19 / 20)
+    assert lr(90) == pytest.approx(0.25)
+    assert lr(99) == pytest.approx(0.5 / 20)     # the last update is small but not zero
+    assert lr(100) == 0.0 and lr(150) == 0.0     # never negative past the end
+
+
+def test_schedule_phases_can_be_turned_off():
+    assert [scheduled_learning_rate(0.1, i, 10, 0, 0.0) for i in range(10)] == [0.1] * 10
+    assert scheduled_learning_rate(0.1, 0, 10, 0, 0.5) == 0.1
+    assert scheduled_learning_rate(0.1, 9, 10, 0, 0.5) == pytest.approx(0.1 / 5)
+    assert scheduled_learning_rate(0.1, 0, 10, 4, 0.0) == pytest.approx(0.025)
+    assert scheduled_learning_rate(0.1, 9, 10, 4, 0.0) == 0.1
+
+
+def test_schedule_takes_the_smaller_phase_when_warmup_and_cooldown_overlap():
+    """A warm-up longer than the run: the cool-down caps it near the end."""
+    values = [scheduled_learning_rate(1.0, i, 10, 20, 1.0) for i in range(10)]
+    by_hand = [min((i + 1) / 20, (10 - i) / 10) for i in range(10)]
+    assert values == pytest.approx(by_hand)
+    assert max(values) < 1.0

@@ -37,9 +37,10 @@ def corpus(tmp_path_factory):
 
 
 def small_config(**changes) -> TrainConfig:
+    """A tiny model at a constant learning rate (the schedule has tests of its own)."""
     values = dict(hidden_size=16, seq_length=8, batch_size=3, learning_rate=0.1, max_iters=40,
                   eval_every=7, checkpoint_every=9, sample_every=0, val_fraction=0.1,
-                  dtype="float64", random_seed=5)
+                  dtype="float64", random_seed=5, warmup_iters=0, decay_fraction=0.0)
     values.update(changes)
     return TrainConfig(**values)
 
@@ -178,10 +179,14 @@ def test_resume_after_max_iters_gives_identical_history(corpus, tmp_path, dtype)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_resume_after_interrupt_gives_identical_checkpoints(corpus, tmp_path, dtype, monkeypatch):
+@pytest.mark.parametrize("schedule", [{}, {"warmup_iters": 6, "decay_fraction": 0.5}],
+                         ids=["constant-lr", "warmup-and-decay"])
+def test_resume_after_interrupt_gives_identical_checkpoints(corpus, tmp_path, dtype, schedule,
+                                                            monkeypatch):
     """SIGINT at iteration 13 saves and stops; resuming to 40 matches an uninterrupted
-    run in everything, history and best checkpoint included."""
-    config = small_config(dtype=dtype)
+    run in everything, history and best checkpoint included. With a schedule, iteration 13
+    falls in the hold phase, and the cool-down starts at 20."""
+    config = small_config(dtype=dtype, **schedule)
     train(config, corpus, tmp_path / "one.npz")
 
     trainer = Trainer(config, corpus)
@@ -206,6 +211,26 @@ def test_resume_after_interrupt_gives_identical_checkpoints(corpus, tmp_path, dt
     assert (read_csv_without_elapsed(tmp_path / "one.csv")
             == read_csv_without_elapsed(tmp_path / "two.csv"))
     assert_identical_checkpoints(tmp_path / "one.best.npz", tmp_path / "two.best.npz")
+
+
+def test_each_update_uses_the_scheduled_learning_rate(corpus, monkeypatch):
+    """Warm-up over 4 iterations, cool-down over the last half of 10: the learning rates
+    Adagrad is given, worked out by hand."""
+    peak = 0.2
+    config = small_config(learning_rate=peak, max_iters=10, warmup_iters=4, decay_fraction=0.5)
+    trainer = Trainer(config, corpus)
+    used = []
+    real_update = trainer.optimizer.update
+
+    def update(param, grad):
+        used.append(trainer.optimizer.learning_rate)
+        real_update(param, grad)
+
+    monkeypatch.setattr(trainer.optimizer, "update", update)
+    for _ in range(config.max_iters):
+        trainer.step()
+    by_hand = [peak * f for f in (1 / 4, 2 / 4, 3 / 4, 1, 1, 1, 4 / 5, 3 / 5, 2 / 5, 1 / 5)]
+    np.testing.assert_allclose(used, by_hand, rtol=1e-12)
 
 
 def test_resume_across_stream_wrap(corpus, tmp_path):
