@@ -14,7 +14,7 @@ class TrainConfig:
     hidden_size: int = 256          # H, size of the hidden state
     seq_length: int = 32            # T, time steps per window of truncated BPTT
     batch_size: int = 32            # B, parallel streams the text is cut into
-    learning_rate: float = 0.05     # Adagrad step size at the schedule's peak
+    learning_rate: float = 0.07     # Adagrad step size at the schedule's peak
     warmup_iters: int = 3000        # iterations over which the learning rate rises to its peak
     decay_fraction: float = 0.25    # last fraction of max_iters over which it falls to 0
     clip: float = 5.0               # gradients are clipped elementwise to [-clip, clip]
