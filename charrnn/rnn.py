@@ -150,7 +150,7 @@ class Workspace:
         self.x_proj = np.empty((T, B, H), dtype)
         self.probs = np.empty((T * B, V), dtype)
         self.row_max = np.empty((T * B, 1), dtype)
-        self.row_sum = np.empty((T * B, 1), dtype)
+        self.row_sum = np.empty(T * B, dtype)
         self.da = np.empty((T, B, H), dtype)
         self.dtanh = np.empty((T, B, H), dtype)
         self.carry = np.empty((B, H), dtype)
@@ -160,6 +160,7 @@ class Workspace:
         self.row_starts = np.arange(T * B) * V
         self.target_index = np.empty(T * B, np.intp)
         self.ones = np.ones(T * B, dtype)   # sums over rows as products: 1^T dy is sum_t dy_t
+        self.ones_V = np.ones(V, dtype)     # sums within rows as products: y 1 is sum_c y_c
         self.hs_steps = list(self.hs)
         self.x_proj_steps = list(self.x_proj)
         self.da_steps = list(self.da)
@@ -243,9 +244,9 @@ def forward(params: Mapping[str, np.ndarray], inputs: np.ndarray, targets: np.nd
     target_index = np.add(ws.row_starts, targets.reshape(-1), out=ws.target_index)
     target_logits = logits.take(target_index)               # (y - max)[target], (T*B,)
     probs = np.exp(logits, out=logits)
-    sums = probs.sum(axis=1, keepdims=True, out=ws.row_sum)
-    loss = float((np.log(sums[:, 0], dtype=np.float64) - target_logits).sum()) / B
-    probs /= sums
+    sums = np.dot(probs, ws.ones_V, out=ws.row_sum)       # row sums, as a product (faster)
+    loss = float((np.log(sums, dtype=np.float64) - target_logits).sum()) / B
+    probs /= sums[:, None]
     return loss, Cache(inputs, targets, hs, probs, ws)
 
 
