@@ -2,7 +2,7 @@
 line profiler of a training step runs).
 
 Benchmarks do not run in CI; this only checks that ``--quick`` still works after changes to
-the code they drive (Trainer.step, generate, read_corpus, charrnn.threads). Each script runs
+the code they drive (Trainer.step, generate, read_corpus, charrnn.threads, TrainConfig). Each script runs
 in its own process, as a user would run it. No timings are asserted. PyTorch is left out of
 the training benchmark (importing it costs seconds); the sampling benchmark includes it when
 it is installed, so its PyTorch code path is exercised too.
@@ -10,6 +10,8 @@ it is installed, so its PyTorch code path is exercised too.
 from __future__ import annotations
 
 import importlib.util
+import json
+import math
 import os
 import subprocess
 import sys
@@ -63,7 +65,7 @@ def test_bench_corpus_quick_prints_its_table():
     assert "read_corpus" in output and "train" in output
 
 
-@pytest.mark.parametrize("script", ["bench_train.py", "bench_sample.py", "bench_corpus.py"])
+@pytest.mark.parametrize("script", ["bench_train.py", "bench_sample.py", "bench_corpus.py", "tune.py"])
 def test_help_describes_the_quick_mode(script):
     done = subprocess.run([sys.executable, os.path.join(BENCHMARKS, script), "--help"],
                           capture_output=True, text=True, cwd=REPO, timeout=60)
@@ -80,3 +82,14 @@ def test_profile_step_times_the_statements_of_a_step():
     # with --min-us 0 every statement is listed: forward has more than a handful
     forward_part = done.stdout.split("\nrnn.forward: ")[1].split("\nrnn.backward: ")[0]
     assert len(forward_part.strip().splitlines()) > 5
+
+
+def test_tune_quick_reports_the_validation_loss_falling():
+    """A tiny model for 200 iterations: eight reports, then a JSON summary whose loss is
+    below log(V) of the sample corpus (65 characters), the loss of a uniform guess."""
+    output = run_benchmark("tune.py", "learning_rate=0.1")
+    lines = output.strip().splitlines()
+    assert len(lines) == 9 and all(line.startswith("iteration") for line in lines[:8])
+    summary = json.loads(lines[-1])
+    assert summary["iterations"] == 200 and summary["learning_rate"] == 0.1
+    assert summary["val_nats_per_char"] < math.log(65)
