@@ -7,7 +7,7 @@ saved. Compare settings by running two at once, each with one BLAS thread (the d
 so that both see the same machine:
 
     python benchmarks/tune.py learning_rate=0.07 &
-    python benchmarks/tune.py learning_rate=0.03 warmup_iters=0 decay_fraction=0 &
+    python benchmarks/tune.py learning_rate=0.03 warmup_fraction=0 decay_fraction=0 &
 
 Usage:  python benchmarks/tune.py [--iters N | --seconds S] [--threads N] [name=value ...]
 """
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
 
     settings = dict(args.settings)
     if args.quick:
-        settings = {"hidden_size": 16, "max_iters": 200, "warmup_iters": 50, **settings}
+        settings = {"hidden_size": 16, "max_iters": 200, **settings}
     config = TrainConfig(**settings)
     config.validate()
     if args.iters is not None:

@@ -97,9 +97,9 @@ def range_help(text: str, default) -> str:
 @click.option("--learning-rate", type=POSITIVE, metavar="LR",
               help=range_help("Adagrad step size at the peak of the schedule.",
                               DEFAULTS.learning_rate))
-@click.option("--warmup-iters", type=click.IntRange(min=0), metavar="N",
-              help=range_help("Iterations over which the learning rate rises linearly to LR "
-                              "(0: start at LR).", DEFAULTS.warmup_iters))
+@click.option("--warmup-fraction", type=click.FloatRange(min=0, max=1), metavar="F",
+              help=range_help("First fraction of --max-iters over which the learning rate "
+                              "rises linearly to LR (0: start at LR).", DEFAULTS.warmup_fraction))
 @click.option("--decay-fraction", type=click.FloatRange(min=0, max=1), metavar="F",
               help=range_help("Last fraction of --max-iters over which the learning rate "
                               "falls linearly to 0 (0: no decay).", DEFAULTS.decay_fraction))

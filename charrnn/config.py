@@ -15,8 +15,8 @@ class TrainConfig:
     seq_length: int = 32            # T, time steps per window of truncated BPTT
     batch_size: int = 32            # B, parallel streams the text is cut into
     learning_rate: float = 0.07     # Adagrad step size at the schedule's peak
-    warmup_iters: int = 3000        # iterations over which the learning rate rises to its peak
-    decay_fraction: float = 0.25    # last fraction of max_iters over which it falls to 0
+    warmup_fraction: float = 0.1    # first fraction of max_iters: the learning rate rises to LR
+    decay_fraction: float = 0.25    # last fraction of max_iters: it falls to 0
     clip: float = 5.0               # gradients are clipped elementwise to [-clip, clip]
     max_iters: int = 36000          # total iterations; a resumed run continues up to it
     val_fraction: float = 0.1       # the last part of the text held out for validation
@@ -62,11 +62,11 @@ class TrainConfig:
                      "eval_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
-        for name in ("sample_every", "warmup_iters"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be 0 or more, not {getattr(self, name)}")
-        if not 0 <= self.decay_fraction <= 1:
-            raise ValueError(f"decay_fraction must be in [0, 1], not {self.decay_fraction}")
+        if self.sample_every < 0:
+            raise ValueError(f"sample_every must be 0 or more, not {self.sample_every}")
+        for name in ("warmup_fraction", "decay_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], not {getattr(self, name)}")
         for name in ("learning_rate", "clip", "init_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be greater than 0, not {getattr(self, name)}")
@@ -77,7 +77,7 @@ class TrainConfig:
 
 
 # Checkpoints written before a setting existed were trained as if it had these values.
-SETTINGS_BEFORE_THEY_EXISTED = {"warmup_iters": 0, "decay_fraction": 0.0}
+SETTINGS_BEFORE_THEY_EXISTED = {"warmup_fraction": 0.0, "decay_fraction": 0.0}
 
 # Settings that fix the model or the data it sees: a resumed run must keep them.
 FIXED_ON_RESUME = ("hidden_size", "seq_length", "batch_size", "val_fraction", "dtype",

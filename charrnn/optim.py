@@ -41,25 +41,24 @@ class Adagrad:
 
 
 def scheduled_learning_rate(peak: float, iteration: int, max_iters: int,
-                            warmup_iters: int, decay_fraction: float) -> float:
+                            warmup_fraction: float, decay_fraction: float) -> float:
     """The learning rate of the update made after ``iteration`` completed iterations.
 
     Warm-up, hold, cool-down; at every iteration the smallest of:
 
-        peak * (iteration + 1) / warmup_iters                 rising over the first warmup_iters
-        peak                                                  holding
-        peak * (max_iters - iteration) / (decay_fraction * max_iters)
-                                                              falling to 0 over the last part
+        peak * (iteration + 1) / (warmup_fraction * max_iters)      rising over the first part
+        peak                                                        holding
+        peak * (max_iters - iteration) / (decay_fraction * max_iters)   falling to 0 at the end
 
-    (warmup_iters 0 or decay_fraction 0 turns that phase off.) Why warm up: Adagrad's first
+    (a fraction of 0 turns that phase off.) Why warm up: Adagrad's first
     update moves every weight by the full learning rate (g / sqrt(g^2) = +-1), which at a
     good peak rate knocks a fresh network about; rising to it lets the peak be higher. The
     cool-down ends training on small steps, which settles the weights into a lower loss.
     A function of the iteration alone, so a resumed run follows the same schedule.
     """
     factor = 1.0
-    if warmup_iters > 0:
-        factor = min(factor, (iteration + 1) / warmup_iters)
+    if warmup_fraction > 0:
+        factor = min(factor, (iteration + 1) / (warmup_fraction * max_iters))
     if decay_fraction > 0:
         factor = min(factor, (max_iters - iteration) / (decay_fraction * max_iters))
     return peak * max(factor, 0.0)

@@ -127,7 +127,7 @@ class Trainer:
         """The learning rate of the next update, from the warm-up/hold/cool-down schedule."""
         config = self.config
         return scheduled_learning_rate(config.learning_rate, self.iteration, config.max_iters,
-                                       config.warmup_iters, config.decay_fraction)
+                                       config.warmup_fraction, config.decay_fraction)
 
     def divergence(self, iteration: int) -> TrainingError:
         return TrainingError(

@@ -43,10 +43,11 @@ WORDS = "the quick brown fox jumps over a lazy dog and then some more".split()
 CHECKPOINT = os.path.join("checkpoints", "text.npz")      # relative to the work folder
 BEST = os.path.join("checkpoints", "text.best.npz")
 HISTORY = os.path.join("checkpoints", "text.csv")
-# No cool-down: the runs start with --max-iters FOREVER and end with a smaller one, and the
-# cool-down's learning rates follow --max-iters.
+# A constant learning rate: the runs start with --max-iters FOREVER and end with a smaller one,
+# and the schedule's warm-up and cool-down are fractions of --max-iters.
 MODEL_OPTIONS = ["--hidden-size", "8", "--seq-length", "8", "--batch-size", "2",
-                 "--random-seed", "5", "--sample-every", "0", "--decay-fraction", "0", "--quiet"]
+                 "--random-seed", "5", "--sample-every", "0", "--warmup-fraction", "0",
+                 "--decay-fraction", "0", "--quiet"]
 FOREVER = str(10 ** 8)
 MIN_DELAY, MAX_DELAY = 0.1, 1.5   # seconds between starting a run and killing it
 FINAL_EXTRA_ITERATIONS = 5

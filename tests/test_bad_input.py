@@ -275,7 +275,8 @@ def test_single_distinct_character(tmp_path):
     ("clip", 0), ("clip", -1), ("max_iters", 0), ("max_iters", -5), ("eval_every", 0),
     ("checkpoint_every", 0), ("sample_every", -1),
     ("val_fraction", -0.1), ("val_fraction", 1), ("val_fraction", 1.5),
-    ("warmup_iters", -1), ("decay_fraction", -0.1), ("decay_fraction", 1.5),
+    ("warmup_fraction", -0.1), ("warmup_fraction", 1.5), ("decay_fraction", -0.1),
+    ("decay_fraction", 1.5),
 ])
 def test_out_of_range_training_option_is_a_usage_error(tmp_path, model, name, value):
     text_path, _ = model
@@ -286,7 +287,7 @@ def test_out_of_range_training_option_is_a_usage_error(tmp_path, model, name, va
 
 @pytest.mark.parametrize("name,value", [
     ("learning_rate", "nan"), ("learning_rate", "inf"), ("clip", "nan"), ("val_fraction", "nan"),
-    ("decay_fraction", "nan"),
+    ("warmup_fraction", "nan"), ("decay_fraction", "nan"),
 ])
 def test_nan_or_infinite_training_option_is_refused(tmp_path, model, name, value):
     """click's FloatRange lets NaN through (every comparison with NaN is False)."""
@@ -698,7 +699,7 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, model):
     text_path, checkpoint = model
     before = snapshot(tmp_path)
     result = run(*resume_args(text_path, checkpoint, "--learning-rate", "1e38",
-                                 "--warmup-iters", "0", every=1000))
+                                 "--warmup-fraction", "0", every=1000))
     message = error_line(result, one_line=False)
     assert_mentions(message, "--learning-rate", "--clip", "NaN|inf|diverge")
     assert snapshot(tmp_path) == before
@@ -711,7 +712,7 @@ def test_divergence_message_is_not_buried_in_numpy_warnings(model):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = run(*resume_args(text_path, checkpoint, "--learning-rate", "1e38",
-                                 "--warmup-iters", "0", every=1000))
+                                 "--warmup-fraction", "0", every=1000))
     assert result.exit_code == 1
     assert [str(w.message) for w in caught] == []
 

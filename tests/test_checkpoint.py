@@ -307,16 +307,16 @@ def test_load_non_finite_parameters(tmp_path, checkpoint):
 
 
 def test_checkpoint_from_before_the_schedule_resumes_at_a_constant_rate(tmp_path, checkpoint):
-    """Models saved before warmup_iters and decay_fraction existed were trained at a constant
+    """Models saved before warmup_fraction and decay_fraction existed were trained at a constant
     learning rate: loading one must not switch on today's default schedule."""
     arrays = checkpoint.to_arrays()
     config = json.loads(str(arrays["config"]))
-    del config["warmup_iters"], config["decay_fraction"]
+    del config["warmup_fraction"], config["decay_fraction"]
     arrays["config"] = np.array(json.dumps(config))
     write_npz(tmp_path / "m.npz", arrays)
     loaded = load_checkpoint(tmp_path / "m.npz").config
-    assert (loaded.warmup_iters, loaded.decay_fraction) == (0, 0.0)
-    assert TrainConfig().warmup_iters > 0 and TrainConfig().decay_fraction > 0
+    assert (loaded.warmup_fraction, loaded.decay_fraction) == (0.0, 0.0)
+    assert TrainConfig().warmup_fraction > 0 and TrainConfig().decay_fraction > 0
 
 
 def test_load_newer_format_version(tmp_path, checkpoint):
@@ -395,7 +395,7 @@ def checkpoints(draw):
         hidden_size=H, batch_size=B, dtype=dtype,
         seq_length=draw(st.integers(1, 100)),
         learning_rate=draw(st.floats(1e-6, 10, **finite)),
-        warmup_iters=draw(st.integers(0, 10 ** 9)),
+        warmup_fraction=draw(st.floats(0, 1, **finite)),
         decay_fraction=draw(st.floats(0, 1, **finite)),
         max_iters=draw(st.integers(1, 10 ** 9)),
         val_fraction=draw(st.floats(0, 0.99, **finite)),

@@ -22,7 +22,10 @@ LINES = ["the quick brown fox jumps over the lazy dog.", "a stitch in time saves
          "to be, or not to be: that is the question.", "all that glitters is not gold?",
          "café au lait, s'il vous plaît", "日本語のテキスト 🙂"]
 TEXT_CHARS = sorted(set("\n".join(LINES) + "\n"))
+# A constant learning rate: some tests stop a run at one --max-iters and resume it to another,
+# and the schedule's warm-up and cool-down are fractions of --max-iters.
 SMALL = ["--hidden-size", "12", "--seq-length", "8", "--batch-size", "3", "--learning-rate", "0.1",
+         "--warmup-fraction", "0", "--decay-fraction", "0",
          "--eval-every", "7", "--checkpoint-every", "9", "--sample-every", "0", "-q"]
 
 

@@ -115,9 +115,9 @@ def test_adagrad_is_bit_for_bit_min_char_rnn(dtype):
 # --------------------------------------------------------------------------- schedule
 
 def test_schedule_warms_up_holds_then_cools_down():
-    """Peak 0.5, 100 iterations, warm-up 10, cool-down over the last 20."""
+    """Peak 0.5, 100 iterations, warm-up over the first 10, cool-down over the last 20."""
     def lr(iteration):
-        return scheduled_learning_rate(0.5, iteration, 100, 10, 0.2)
+        return scheduled_learning_rate(0.5, iteration, 100, 0.1, 0.2)
     assert lr(0) == pytest.approx(0.05)          # 1/10 of the peak
     assert lr(4) == pytest.approx(0.25)
     assert lr(9) == pytest.approx(0.5)           # the warm-up ends at the peak
@@ -132,13 +132,13 @@ def test_schedule_phases_can_be_turned_off():
     assert [scheduled_learning_rate(0.1, i, 10, 0, 0.0) for i in range(10)] == [0.1] * 10
     assert scheduled_learning_rate(0.1, 0, 10, 0, 0.5) == 0.1
     assert scheduled_learning_rate(0.1, 9, 10, 0, 0.5) == pytest.approx(0.1 / 5)
-    assert scheduled_learning_rate(0.1, 0, 10, 4, 0.0) == pytest.approx(0.025)
-    assert scheduled_learning_rate(0.1, 9, 10, 4, 0.0) == 0.1
+    assert scheduled_learning_rate(0.1, 0, 10, 0.4, 0.0) == pytest.approx(0.025)
+    assert scheduled_learning_rate(0.1, 9, 10, 0.4, 0.0) == 0.1
 
 
 def test_schedule_takes_the_smaller_phase_when_warmup_and_cooldown_overlap():
-    """A warm-up longer than the run: the cool-down caps it near the end."""
-    values = [scheduled_learning_rate(1.0, i, 10, 20, 1.0) for i in range(10)]
-    by_hand = [min((i + 1) / 20, (10 - i) / 10) for i in range(10)]
+    """Warm-up and cool-down both over the whole run: a triangle that never reaches the peak."""
+    values = [scheduled_learning_rate(1.0, i, 10, 1.0, 1.0) for i in range(10)]
+    by_hand = [0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.4, 0.3, 0.2, 0.1]
     assert values == pytest.approx(by_hand)
     assert max(values) < 1.0

@@ -24,11 +24,11 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 WORDS = "the quick brown fox jumps over a lazy dog and then some more".split()
 NEVER = str(10 ** 8)
-# No cool-down: the interrupted run starts with --max-iters NEVER and is resumed with a smaller
-# one, and the cool-down's learning rates follow --max-iters.
+# A constant learning rate: the interrupted run starts with --max-iters NEVER and is resumed
+# with a smaller one, and the schedule's warm-up and cool-down are fractions of --max-iters.
 TINY = ["--hidden-size", "8", "--seq-length", "8", "--batch-size", "2", "--sample-every", "0",
         "--eval-every", NEVER, "--checkpoint-every", NEVER, "--random-seed", "11",
-        "--decay-fraction", "0"]
+        "--warmup-fraction", "0", "--decay-fraction", "0"]
 STARTUP_TIMEOUT = 60    # seconds allowed for the subprocess to start training (a busy machine)
 TRAINING_SECONDS = 1.0  # how long it trains before the signal
 

@@ -40,7 +40,7 @@ def small_config(**changes) -> TrainConfig:
     """A tiny model at a constant learning rate (the schedule has tests of its own)."""
     values = dict(hidden_size=16, seq_length=8, batch_size=3, learning_rate=0.1, max_iters=40,
                   eval_every=7, checkpoint_every=9, sample_every=0, val_fraction=0.1,
-                  dtype="float64", random_seed=5, warmup_iters=0, decay_fraction=0.0)
+                  dtype="float64", random_seed=5, warmup_fraction=0.0, decay_fraction=0.0)
     values.update(changes)
     return TrainConfig(**values)
 
@@ -179,7 +179,7 @@ def test_resume_after_max_iters_gives_identical_history(corpus, tmp_path, dtype)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("schedule", [{}, {"warmup_iters": 6, "decay_fraction": 0.5}],
+@pytest.mark.parametrize("schedule", [{}, {"warmup_fraction": 0.15, "decay_fraction": 0.5}],
                          ids=["constant-lr", "warmup-and-decay"])
 def test_resume_after_interrupt_gives_identical_checkpoints(corpus, tmp_path, dtype, schedule,
                                                             monkeypatch):
@@ -217,7 +217,7 @@ def test_each_update_uses_the_scheduled_learning_rate(corpus, monkeypatch):
     """Warm-up over 4 iterations, cool-down over the last half of 10: the learning rates
     Adagrad is given, worked out by hand."""
     peak = 0.2
-    config = small_config(learning_rate=peak, max_iters=10, warmup_iters=4, decay_fraction=0.5)
+    config = small_config(learning_rate=peak, max_iters=10, warmup_fraction=0.4, decay_fraction=0.5)
     trainer = Trainer(config, corpus)
     used = []
     real_update = trainer.optimizer.update
