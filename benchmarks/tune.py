@@ -1,9 +1,9 @@
 """Validation loss of one training setting: how the defaults were chosen.
 
 Trains a model on the corpus with TrainConfig's defaults changed by ``name=value``
-arguments, for a number of iterations (or seconds), and prints the validation loss eight
-times along the way and once at the end (nats/char, the last 10% of the text). Nothing is
-saved. Compare settings by running two at once, each with one BLAS thread (the default here),
+arguments, for a number of iterations (or seconds), and prints the validation loss at up to
+eight points along the way and once more at the end (nats/char, on the held-out end of the
+text, --val-fraction of it). Nothing is saved. Compare settings by running two at once, each with one BLAS thread (the default here),
 so that both see the same machine:
 
     python benchmarks/tune.py learning_rate=0.07 &
@@ -58,11 +58,14 @@ def main(argv=None) -> int:
     settings = dict(args.settings)
     if args.quick:
         settings = {"hidden_size": 16, "max_iters": 200, **settings}
-    config = TrainConfig(**settings)
-    config.validate()
     if args.iters is not None:
-        # The schedule's cool-down is placed by max_iters: train exactly that many.
-        config = dataclasses.replace(config, max_iters=args.iters)
+        # The schedule's phases are fractions of max_iters: train exactly that many.
+        settings["max_iters"] = args.iters
+    try:
+        config = TrainConfig(**settings)
+        config.validate()
+    except ValueError as error:
+        parser.error(str(error))
     set_blas_threads(args.threads)
     trainer = Trainer(config, read_corpus(args.corpus, config.encoding))
     trainer.blas_threads = args.threads
@@ -75,17 +78,21 @@ def main(argv=None) -> int:
             return (time.perf_counter() - start) / args.seconds
         return trainer.iteration / config.max_iters
 
-    reports = 0
+    reports, val = 0, math.nan
     while progress() < 1 and trainer.iteration < config.max_iters:
         trainer.step()
         if progress() >= (reports + 1) / REPORTS:
-            reports += 1
+            while progress() >= (reports + 1) / REPORTS:   # (a long step can pass several)
+                reports += 1
+            val = trainer.validation_loss()
             print(f"iteration {trainer.iteration:>6}  {time.perf_counter() - start:6.0f} s  "
-                  f"lr {trainer.learning_rate():.4f}  train {trainer.smooth_loss:.4f}  "
-                  f"val {trainer.validation_loss():.4f}", flush=True)
+                  f"lr {trainer.next_learning_rate():.4f}  train {trainer.smooth_loss:.4f}  "
+                  f"val {val:.4f}", flush=True)
     seconds = time.perf_counter() - start
-    val = trainer.validation_loss()
-    print(json.dumps({**settings, "iterations": trainer.iteration, "seconds": round(seconds),
+    if reports < REPORTS:   # stopped by max_iters before the time was up: score the end
+        val = trainer.validation_loss()
+    print(json.dumps({**settings, "max_iters": config.max_iters, "iterations": trainer.iteration,
+                      "seconds": round(seconds),
                       "val_nats_per_char": None if math.isnan(val) else round(val, 4)}))
     return 0
 

@@ -1,3 +1,3 @@
 """charrnn: a character-level vanilla RNN in NumPy, with a command line to train and sample it."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 DTYPES = ("float32", "float64")
 
+# Checkpoints written before a setting existed were trained as if it had these values.
+SETTINGS_BEFORE_THEY_EXISTED = {"warmup_fraction": 0.0, "decay_fraction": 0.0}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -42,7 +45,8 @@ class TrainConfig:
         fields = {field.name: field for field in dataclasses.fields(cls)}
         unknown = set(values) - set(fields)
         if unknown:
-            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))} "
+                             f"(saved by a newer charrnn?)")
         values = {**SETTINGS_BEFORE_THEY_EXISTED, **values}   # older checkpoints lack these
         checked = {}
         for name, value in values.items():
@@ -75,9 +79,6 @@ class TrainConfig:
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
 
-
-# Checkpoints written before a setting existed were trained as if it had these values.
-SETTINGS_BEFORE_THEY_EXISTED = {"warmup_fraction": 0.0, "decay_fraction": 0.0}
 
 # Settings that fix the model or the data it sees: a resumed run must keep them.
 FIXED_ON_RESUME = ("hidden_size", "seq_length", "batch_size", "val_fraction", "dtype",

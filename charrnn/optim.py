@@ -46,15 +46,19 @@ def scheduled_learning_rate(peak: float, iteration: int, max_iters: int,
 
     Warm-up, hold, cool-down; at every iteration the smallest of:
 
-        peak * (iteration + 1) / (warmup_fraction * max_iters)      rising over the first part
-        peak                                                        holding
-        peak * (max_iters - iteration) / (decay_fraction * max_iters)   falling to 0 at the end
+        peak * (iteration + 1) / (warmup_fraction * max_iters)       rising at the start
+        peak                                                         holding
+        peak * (max_iters - iteration) / (decay_fraction * max_iters)  falling at the end
 
-    (a fraction of 0 turns that phase off.) Why warm up: Adagrad's first
-    update moves every weight by the full learning rate (g / sqrt(g^2) = +-1), which at a
-    good peak rate knocks a fresh network about; rising to it lets the peak be higher. The
-    cool-down ends training on small steps, which settles the weights into a lower loss.
-    A function of the iteration alone, so a resumed run follows the same schedule.
+    A fraction of 0 turns its phase off. The last update (iteration max_iters - 1) uses
+    peak / (decay_fraction * max_iters); the rate would be 0 at max_iters, where no update is
+    made. If the two fractions add up to more than 1, the rate never reaches the peak.
+
+    Why warm up: Adagrad's first update moves nearly every weight by the full learning rate
+    (g / sqrt(g^2 + eps) is about +-1), which at a good peak rate knocks a fresh network
+    about; rising to it lets the peak be higher. The cool-down ends training on small steps,
+    which settles the weights into a lower loss. A function of the iteration alone, so a
+    resumed run follows the same schedule.
     """
     factor = 1.0
     if warmup_fraction > 0:

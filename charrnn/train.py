@@ -103,7 +103,7 @@ class Trainer:
         inputs, targets, restarted = self.cursor.next_window()
         if restarted:
             self.hidden.fill(0)
-        self.optimizer.learning_rate = self.learning_rate()
+        self.optimizer.learning_rate = self.next_learning_rate()
         # Overflow is caught below, with advice, rather than as NumPy warnings along the way.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             loss, cache = forward(self.params, inputs, targets, self.hidden, self.workspace)
@@ -123,7 +123,7 @@ class Trainer:
         self.smooth_loss = LOSS_SMOOTHING * self.smooth_loss + (1 - LOSS_SMOOTHING) * loss_per_char
         return loss_per_char
 
-    def learning_rate(self) -> float:
+    def next_learning_rate(self) -> float:
         """The learning rate of the next update, from the warm-up/hold/cool-down schedule."""
         config = self.config
         return scheduled_learning_rate(config.learning_rate, self.iteration, config.max_iters,
@@ -332,5 +332,5 @@ def progress_text(trainer: Trainer, val_loss: float, bar) -> str:
     rate = bar.format_dict.get("rate") or 0.0
     val = "-" if math.isnan(val_loss) else f"{val_loss:.3f}"
     return (f"loss {trainer.smooth_loss:.3f} nats/char, val {val}, "
-            f"lr {trainer.learning_rate():.2g}, "
+            f"lr {trainer.next_learning_rate():.2g}, "
             f"{rate * trainer.chars_per_iteration / 1000:.0f}k chars/s")

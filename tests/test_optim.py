@@ -142,3 +142,13 @@ def test_schedule_takes_the_smaller_phase_when_warmup_and_cooldown_overlap():
     by_hand = [0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.4, 0.3, 0.2, 0.1]
     assert values == pytest.approx(by_hand)
     assert max(values) < 1.0
+
+
+def test_a_longer_max_iters_on_resume_jumps_into_the_new_schedule():
+    """What the README promises for a finished 36,000-iteration run resumed with a larger
+    --max-iters: no second warm-up, straight to the new schedule's rate."""
+    def lr(iteration, max_iters):
+        return scheduled_learning_rate(0.07, iteration, max_iters, 0.1, 0.25)
+    assert lr(35999, 36000) == pytest.approx(0.07 / 9000)      # the old run's last update
+    assert lr(36000, 40000) == pytest.approx(0.07 * 4000 / 10000)   # part way down
+    assert lr(36000, 72000) == 0.07                              # back at the peak

@@ -178,14 +178,18 @@ def test_resume_after_max_iters_gives_identical_history(corpus, tmp_path, dtype)
                                  compare_history=False)
 
 
+SCHEDULE = {"warmup_fraction": 0.15, "decay_fraction": 0.5}   # of 40: warm-up to 6, cool-down from 20
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("schedule", [{}, {"warmup_fraction": 0.15, "decay_fraction": 0.5}],
-                         ids=["constant-lr", "warmup-and-decay"])
+@pytest.mark.parametrize("schedule, stop", [({}, 13), (SCHEDULE, 3), (SCHEDULE, 25)],
+                         ids=["constant-lr", "stopped-in-warmup", "stopped-in-cooldown"])
 def test_resume_after_interrupt_gives_identical_checkpoints(corpus, tmp_path, dtype, schedule,
-                                                            monkeypatch):
-    """SIGINT at iteration 13 saves and stops; resuming to 40 matches an uninterrupted
-    run in everything, history and best checkpoint included. With a schedule, iteration 13
-    falls in the hold phase, and the cool-down starts at 20."""
+                                                            stop, monkeypatch):
+    """SIGINT at iteration ``stop`` saves and stops; resuming to 40 matches an uninterrupted
+    run in everything, history and best checkpoint included. With a schedule the stop falls
+    where the rate is not the peak, so the first update after the resume must take the
+    scheduled rate, not the one Adagrad starts with."""
     config = small_config(dtype=dtype, **schedule)
     train(config, corpus, tmp_path / "one.npz")
 
@@ -194,7 +198,7 @@ def test_resume_after_interrupt_gives_identical_checkpoints(corpus, tmp_path, dt
 
     def step_then_interrupt():
         loss = real_step()
-        if trainer.iteration == 13:
+        if trainer.iteration == stop:
             signal.raise_signal(signal.SIGINT)
         return loss
 
@@ -202,7 +206,7 @@ def test_resume_after_interrupt_gives_identical_checkpoints(corpus, tmp_path, dt
     outcome = run_training(trainer, str(tmp_path / "two.npz"), show_progress=False,
                            log=lambda message: None)
     assert not outcome.finished and outcome.signal_number == signal.SIGINT
-    assert load_checkpoint(tmp_path / "two.npz").state["iteration"] == 13
+    assert load_checkpoint(tmp_path / "two.npz").state["iteration"] == stop
     # the handler is restored afterwards
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
