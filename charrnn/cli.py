@@ -78,6 +78,21 @@ class PositiveFloat(click.ParamType):
 POSITIVE = PositiveFloat()
 
 
+class Fraction(click.ParamType):
+    """A number from 0 to 1 (to just below 1 if ``below_one``); NaN is refused here too."""
+    name = "float"
+
+    def __init__(self, below_one: bool = False):
+        self.below_one = below_one
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not (0 <= number < 1 if self.below_one else 0 <= number <= 1):
+            self.fail(f"{value!r} is not a number in [0, {'1)' if self.below_one else '1]'}.",
+                      param, ctx)
+        return number
+
+
 def range_help(text: str, default) -> str:
     return f"{text} [default: {default}]"
 
@@ -97,17 +112,17 @@ def range_help(text: str, default) -> str:
 @click.option("--learning-rate", type=POSITIVE, metavar="LR",
               help=range_help("Adagrad step size at the peak of the schedule.",
                               DEFAULTS.learning_rate))
-@click.option("--warmup-fraction", type=click.FloatRange(min=0, max=1), metavar="F",
+@click.option("--warmup-fraction", type=Fraction(), metavar="F",
               help=range_help("First fraction of --max-iters over which the learning rate "
                               "rises linearly to LR (0: start at LR).", DEFAULTS.warmup_fraction))
-@click.option("--decay-fraction", type=click.FloatRange(min=0, max=1), metavar="F",
+@click.option("--decay-fraction", type=Fraction(), metavar="F",
               help=range_help("Last fraction of --max-iters over which the learning rate "
                               "falls linearly to 0 (0: no decay).", DEFAULTS.decay_fraction))
 @click.option("--clip", type=POSITIVE, metavar="C",
               help=range_help("Clip gradients elementwise to [-C, C].", DEFAULTS.clip))
 @click.option("--max-iters", type=click.IntRange(min=1), metavar="N",
               help=range_help("Total iterations (a resumed run continues up to N).", DEFAULTS.max_iters))
-@click.option("--val-fraction", type=click.FloatRange(min=0, max=1, max_open=True), metavar="F",
+@click.option("--val-fraction", type=Fraction(below_one=True), metavar="F",
               help=range_help("Fraction of the text, at its end, held out for validation.",
                               DEFAULTS.val_fraction))
 @click.option("--eval-every", type=click.IntRange(min=1), metavar="N",
