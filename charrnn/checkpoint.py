@@ -19,6 +19,7 @@ import json
 import math
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -75,24 +76,37 @@ def save_checkpoint(path, checkpoint: Checkpoint) -> None:
     if the write fails, for example on a full disk.
     """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
     arrays = checkpoint.to_arrays()
     if not all(np.isfinite(arrays[name]).all() for name in FLOAT_ARRAYS):
         raise CheckpointError("refusing to save a model whose weights or optimiser state "
                               "contain NaN or inf")
-    temporary = None
     try:
-        descriptor, temporary = tempfile.mkstemp(
-            dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-        with os.fdopen(descriptor, "wb") as f:
+        with atomic_file(path, "wb") as f:
             np.savez(f, **arrays)
+    except OSError as error:
+        raise CheckpointError(f"could not write checkpoint {path}: {error.strerror or error}") from None
+
+
+@contextmanager
+def atomic_file(path: str, mode: str, **open_options):
+    """Open a temporary file beside ``path`` for writing; when the block ends without an
+    error, flush it to disk and rename it over ``path`` (os.replace, atomic within a folder).
+
+    If the block or the write fails, the temporary is removed and ``path`` is untouched; the
+    OSError propagates. Temporaries are named ``.<name>.<random>.tmp`` (see
+    remove_stale_temporaries).
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    descriptor, temporary = tempfile.mkstemp(
+        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, mode, **open_options) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)
         temporary = None
         _fsync_directory(directory)
-    except OSError as error:
-        raise CheckpointError(f"could not write checkpoint {path}: {error.strerror or error}") from None
     finally:
         if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)

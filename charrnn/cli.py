@@ -240,11 +240,16 @@ def choose_threads(trainer: Trainer, requested: int | None) -> None:
     trainer.blas_threads = count
 
 
+def nats_and_bits(nats: float, digits: int) -> str:
+    """``1.632 nats/char (2.354 bits)``: a loss per character in both units."""
+    return f"{nats:.{digits}f} nats/char ({nats / math.log(2):.{digits}f} bits)"
+
+
 def describe_val(history) -> str:
     val = history[-1, 3] if len(history) else math.nan
     if math.isnan(val):
         return "no validation text"
-    return f"validation loss {val:.3f} nats/char ({val / math.log(2):.3f} bits)"
+    return f"validation loss {nats_and_bits(val, 3)}"
 
 
 def latest_checkpoint() -> str:
@@ -339,7 +344,7 @@ def info(checkpoint_path):
              f"train loss:        {state['smooth_loss']:.4f} nats/char (smoothed)"]
     for label, key in (("validation loss:", "last_val_loss"), ("best val. loss:", "best_val_loss")):
         value = state.get(key)
-        shown = f"{value:.4f} nats/char ({value / math.log(2):.4f} bits)" if value is not None else "-"
+        shown = nats_and_bits(value, 4) if value is not None else "-"
         lines.append(f"{label:<19}{shown}")
     lines.append(f"history:           {history_path(path)} ({len(checkpoint.history)} evaluations)")
     lines.append("settings:")

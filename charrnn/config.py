@@ -50,7 +50,7 @@ class TrainConfig:
         values = {**SETTINGS_BEFORE_THEY_EXISTED, **values}   # older checkpoints lack these
         checked = {}
         for name, value in values.items():
-            kind = type(getattr(cls(), name))
+            kind = type(fields[name].default)
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             if type(value) is not kind:

@@ -7,7 +7,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from .checkpoint import HISTORY_COLUMNS, Checkpoint, CheckpointError, save_checkpoint
+from .checkpoint import (HISTORY_COLUMNS, Checkpoint, CheckpointError, atomic_file,
+                         save_checkpoint)
 from .config import TrainConfig
 from .data import (Corpus, WindowCursor, make_streams, min_stream_length, split_validation,
                    validation_size)
@@ -247,25 +247,16 @@ def write_history_csv(path: str, history: np.ndarray) -> None:
 
     Raises CheckpointError if it cannot be written.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    temporary = None
     try:
-        descriptor, temporary = tempfile.mkstemp(
-            dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-        with os.fdopen(descriptor, "w", newline="") as f:
+        with atomic_file(path, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(HISTORY_COLUMNS)
             for row in history:
                 iteration, chars, train_loss, val_loss, seconds = row
                 writer.writerow([int(iteration), int(chars), f"{train_loss:.6f}",
                                  "" if math.isnan(val_loss) else f"{val_loss:.6f}", f"{seconds:.2f}"])
-        os.replace(temporary, path)
-        temporary = None
     except OSError as error:
         raise CheckpointError(f"could not write history {path}: {error.strerror or error}") from None
-    finally:
-        if temporary is not None and os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 def run_training(trainer: Trainer, checkpoint_path: str, show_progress: bool = True,

@@ -69,14 +69,19 @@ def test_unknown_characters_are_all_named(known, other):
 
 # --------------------------------------------------------------------------- reading text
 
+def written(path, data: bytes):
+    """``path``, after writing ``data`` to it."""
+    path.write_bytes(data)
+    return path
+
+
 @settings(FAST, max_examples=40)
 @given(text=st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"),
                    min_size=1, max_size=80),
        encoding=st.sampled_from(["utf-8", "utf-16"]), block=st.integers(1, 7))
 def test_read_corpus_round_trip_in_tiny_blocks(scratch, text, encoding, block):
     data = text.encode(encoding)
-    path = scratch / "text.txt"
-    path.write_bytes(data)
+    path = written(scratch / "text.txt", data)
     with mock.patch.object(charrnn.data, "READ_BLOCK_BYTES", block):
         corpus = read_corpus(path, encoding)
     assert corpus.vocab.decode(corpus.indices) == text
@@ -90,8 +95,7 @@ def test_read_corpus_round_trip_in_tiny_blocks(scratch, text, encoding, block):
 def test_invalid_utf8_offset_is_exact_in_any_block_size(scratch, prefix, block):
     """The reported byte offset is that of the first bad byte, whatever the block size."""
     data = prefix.encode("utf-8") + b"\xff" + b"tail"
-    path = scratch / "bad.txt"
-    path.write_bytes(data)
+    path = written(scratch / "bad.txt", data)
     with mock.patch.object(charrnn.data, "READ_BLOCK_BYTES", block):
         with pytest.raises(CorpusError) as raised:
             read_corpus(path, "utf-8")
@@ -177,10 +181,8 @@ def loads_or_refuses(path) -> None:
                  st.binary(max_size=2000).map(lambda b: b"PK\x05\x06" + b),     # empty zip
                  st.binary(max_size=500).map(lambda b: b"\x93NUMPY\x01\x00" + b)))  # .npy magic
 def test_arbitrary_bytes_are_refused_with_checkpoint_error(scratch, data):
-    path = scratch / "bytes.npz"
-    path.write_bytes(data)
     with pytest.raises(CheckpointError):
-        load_checkpoint(path)
+        load_checkpoint(written(scratch / "bytes.npz", data))
 
 
 @FAST
@@ -188,10 +190,8 @@ def test_arbitrary_bytes_are_refused_with_checkpoint_error(scratch, data):
 def test_truncated_checkpoint_is_refused(scratch, valid, data):
     good, _ = valid
     cut = data.draw(st.integers(0, len(good) - 1))
-    path = scratch / "truncated.npz"
-    path.write_bytes(good[:cut])
     with pytest.raises(CheckpointError):
-        load_checkpoint(path)
+        load_checkpoint(written(scratch / "truncated.npz", good[:cut]))
 
 
 @FAST
@@ -202,9 +202,7 @@ def test_checkpoint_with_flipped_bytes_loads_or_is_refused(scratch, valid, data)
     for _ in range(data.draw(st.integers(1, 4))):
         position = data.draw(st.integers(0, len(good) - 1))
         damaged[position] ^= data.draw(st.integers(1, 255))
-    path = scratch / "flipped.npz"
-    path.write_bytes(bytes(damaged))
-    loads_or_refuses(path)
+    loads_or_refuses(written(scratch / "flipped.npz", bytes(damaged)))
 
 
 json_values = st.recursive(
