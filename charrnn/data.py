@@ -12,12 +12,42 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .runfiles import not_a_regular_file
+
 READ_BLOCK_BYTES = 1 << 22   # the corpus is read and decoded 4 MiB at a time
 MAX_CODE_POINT = 0x10FFFF
 
 
 class CorpusError(ValueError):
     """The text cannot be used; the message says why in one line."""
+
+
+class UndecodableTextError(CorpusError):
+    """Bytes the encoding cannot decode. The message advises --encoding; ``without_advice``
+    is the same message without that advice (for a model whose encoding is fixed)."""
+
+    def __init__(self, message: str, without_advice: str):
+        super().__init__(message)
+        self.without_advice = without_advice
+
+
+BYTE_ORDER_MARK = "\ufeff"
+SURROGATES = (0xD800, 0xE000)   # code points that are halves of UTF-16 pairs, not characters
+
+
+def text_encoding(name: str) -> str:
+    """The codec's own name for the text encoding ``name`` (``UTF8`` and ``utf_8`` give
+    ``utf-8``). Raises CorpusError for an unknown name, or for a codec that is not a text
+    encoding (``rot13``, ``zlib``, ``hex``, ``base64``: Python has them, but they do not turn
+    bytes into text)."""
+    try:
+        info = codecs.lookup(name)
+    except (LookupError, TypeError, ValueError):
+        raise CorpusError(f"unknown text encoding {name!r}") from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise CorpusError(f"{name!r} is not a text encoding (it is one of Python's bytes-to-bytes "
+                          f"or text-to-text codecs); name one such as utf-8 or latin-1")
+    return info.name
 
 
 class UnknownCharactersError(ValueError):
@@ -103,21 +133,27 @@ class Corpus:
     """An encoded text: ``indices`` (N,) into ``vocab``, and a SHA-256 of the file's bytes.
 
     ``skipped`` counts characters left out because they were not in the vocabulary
-    (only when read with ``skip_unknown``).
+    (only when read with ``skip_unknown``); ``byte_order_mark`` is True when the text began
+    with one, which was left out.
     """
     vocab: Vocabulary
     indices: np.ndarray
     sha256: str
     skipped: int = 0
+    byte_order_mark: bool = False
 
 
-def _decoded_blocks(path: str, encoding: str):
-    """Yield ``(code_points, byte_offset)`` block by block; CorpusError on undecodable bytes."""
-    try:
-        decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
-    except LookupError:
-        raise CorpusError(f"unknown text encoding {encoding!r}") from None
-    offset = 0
+def _decoded_blocks(path: str, encoding: str, found_bom: list | None = None):
+    """Yield ``(code_points, block)`` block by block; CorpusError on undecodable bytes.
+
+    A byte-order mark (U+FEFF) at the start of the text is left out (and True appended to
+    ``found_bom``): it marks the encoding, it is not a character of the text. A lone surrogate
+    (which utf-7, utf-16 variants or unicode-escape can produce) is refused, naming its
+    position: it is not a character, and no model output holding it could be written out.
+    """
+    decoder = codecs.getincrementaldecoder(text_encoding(encoding))(errors="strict")
+    offset = chars = 0
+    at_start = True
     with open(path, "rb") as f:
         while True:
             block = f.read(READ_BLOCK_BYTES)
@@ -127,13 +163,35 @@ def _decoded_blocks(path: str, encoding: str):
                 text = decoder.decode(block, final=final)
             except UnicodeDecodeError as error:
                 bad = offset - pending + error.start
-                raise CorpusError(
-                    f"{path} is not valid {encoding} text: undecodable byte at offset {bad} "
-                    f"({error.reason}); if the file uses another encoding, pass --encoding"
+                reason = (f"{path} is not valid {encoding} text: undecodable byte at offset {bad} "
+                          f"({error.reason})")
+                raise UndecodableTextError(
+                    f"{reason}; if the file uses another encoding, pass --encoding", reason
+                ) from None
+            except UnicodeError as error:   # e.g. the "undefined" codec, or idna's rules
+                reason = f"{path} cannot be decoded as {encoding} text ({error})"
+                raise UndecodableTextError(
+                    f"{reason}; if the file uses another encoding, pass --encoding", reason
                 ) from None
             if "\x00" in text:
                 raise CorpusError(f"{path} looks like a binary file (it contains NUL bytes), not text")
-            yield _code_points(text), block
+            if at_start and text:
+                at_start = False
+                if text[0] == BYTE_ORDER_MARK:
+                    text = text[1:]
+                    if found_bom is not None:
+                        found_bom.append(True)
+            codes = _code_points(text)
+            # (codes - 0xD800) wraps around for smaller codes: one test for the whole range.
+            surrogate = (codes - np.uint32(SURROGATES[0])) < SURROGATES[1] - SURROGATES[0]
+            if surrogate.any():
+                where = int(surrogate.argmax())
+                raise CorpusError(
+                    f"{path} decodes ({encoding}) to a lone surrogate, U+{int(codes[where]):04X}, "
+                    f"at character {chars + where}: half of a UTF-16 pair, not a character, "
+                    f"so a model could not write it out; the file is damaged or not {encoding}")
+            chars += len(codes)
+            yield codes, block
             offset += len(block)
             if final:
                 return
@@ -154,11 +212,16 @@ def read_corpus(path, encoding: str = "utf-8", vocab: Vocabulary | None = None,
         raise CorpusError(f"no such file: {path}")
     if os.path.isdir(path):
         raise CorpusError(f"{path} is a directory, not a text file")
+    kind = not_a_regular_file(path)
+    if kind:   # it is read twice, and a pipe or terminal cannot be: refuse it, never block
+        raise CorpusError(f"{path} is {kind}, not a regular file; save the text to a file "
+                          f"first")
 
     digest = hashlib.sha256()
     counts = np.zeros(MAX_CODE_POINT + 1, dtype=np.int64)
+    found_bom: list = []
     try:
-        for codes, block in _decoded_blocks(path, encoding):
+        for codes, block in _decoded_blocks(path, encoding, found_bom):
             digest.update(block)
             counts += np.bincount(codes, minlength=MAX_CODE_POINT + 1)
     except OSError as error:
@@ -190,7 +253,7 @@ def read_corpus(path, encoding: str = "utf-8", vocab: Vocabulary | None = None,
         raise CorpusError(f"cannot read {path}: {error.strerror}") from None
     if filled != len(indices):
         raise changed
-    return Corpus(vocab, indices, digest.hexdigest(), skipped)
+    return Corpus(vocab, indices, digest.hexdigest(), skipped, byte_order_mark=bool(found_bom))
 
 
 def validation_size(num_chars: int, val_fraction: float) -> int:

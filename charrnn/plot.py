@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 
+from .runfiles import atomic_file
+
 
 class PlotUnavailable(Exception):
     """matplotlib is not installed."""
@@ -36,5 +38,8 @@ def plot_history(history: np.ndarray, output_path: str, title: str) -> None:
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    figure.savefig(output_path, format="png")
-    plt.close(figure)
+    try:
+        with atomic_file(output_path, "wb") as f:   # an old plot stays whole if this fails
+            figure.savefig(f, format="png")
+    finally:
+        plt.close(figure)

@@ -1,0 +1,583 @@
+"""The files of a run: names (checkpoint, best twin, history), atomic writes with the right
+mode, the lock, temporaries, and the checks made before the first iteration.
+
+A run saved at ``m.npz`` writes three files side by side: the checkpoint ``m.npz``, its best
+twin ``m.best.npz`` and its history ``m.csv``. Each is written through a temporary
+``.<name>.<random>.tmp`` renamed over it, and while the run trains it holds the lock
+``.m.npz.lock`` beside the checkpoint. charrnn replaces only files that are plainly its own
+(a charrnn checkpoint, a charrnn history, a PNG) and never deletes a model it is not replacing.
+Problems are raised as RunFilesError, with a one-line message for the user.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import tempfile
+import zipfile
+from contextlib import contextmanager
+
+HISTORY_COLUMNS = ("iteration", "chars_seen", "train_loss", "val_loss", "elapsed_seconds")
+CHECKPOINT_KEYS = ("format_version", "vocab", "config", "state")   # what makes an .npz ours
+ZIP_MAGIC = b"PK\x03\x04"   # an .npz is a zip archive
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+BEST_SUFFIX = ".best"
+
+
+class RunFilesError(Exception):
+    """A file of the run cannot be used or written; the message says why in one line."""
+
+
+def check_current_folder(*paths: str) -> None:
+    """Raise RunFilesError if one of ``paths`` is relative and the current folder is gone
+    (deleted or moved away under us: os.getcwd() then fails, and so does every relative name)."""
+    if all(os.path.isabs(path) for path in paths):
+        return
+    try:
+        os.getcwd()
+    except OSError:
+        raise RunFilesError("the current folder no longer exists (it was deleted or moved); "
+                            "cd to an existing folder, or give absolute paths") from None
+
+
+# --------------------------------------------------------------------------- names
+
+def _stem(checkpoint_path: str) -> str:
+    """``run.npz`` and ``run.best.npz`` -> ``run``."""
+    stem, _ = os.path.splitext(checkpoint_path)
+    return stem[:-len(BEST_SUFFIX)] if stem.endswith(BEST_SUFFIX) else stem
+
+
+def best_path(checkpoint_path: str) -> str:
+    """``run.npz`` -> ``run.best.npz``: where the lowest-validation-loss model is kept."""
+    return _stem(checkpoint_path) + BEST_SUFFIX + ".npz"
+
+
+def history_path(checkpoint_path: str) -> str:
+    """``run.npz`` -> ``run.csv``: the evaluation history, one row per evaluation."""
+    return _stem(checkpoint_path) + ".csv"
+
+
+def is_best_name(path: str) -> bool:
+    """True for ``run.best.npz``: the name of a best twin."""
+    return os.path.splitext(path)[0].endswith(BEST_SUFFIX)
+
+
+def checkpoint_target(checkpoint_path: str) -> str:
+    """The file a checkpoint name stands for: the name itself, or, if it is a symbolic link,
+    the absolute path of the file it points to (whose best twin and history are beside it)."""
+    if os.path.islink(checkpoint_path):
+        return os.path.realpath(checkpoint_path)
+    return checkpoint_path
+
+
+def lock_path(checkpoint_path: str) -> str:
+    """``dir/run.npz`` -> ``dir/.run.npz.lock``, beside the file the checkpoint really is (so
+    two names of one file, through a symlink, share one lock)."""
+    real = os.path.realpath(checkpoint_path)
+    return os.path.join(os.path.dirname(real), f".{os.path.basename(real)}.lock")
+
+
+def default_checkpoint_for(text_file: str, folder: str) -> str:
+    """``songs.txt`` -> ``<folder>/songs.npz``. A text named ``songs.best.txt`` gets
+    ``songs-best.npz``: ``songs.best.npz`` would be taken for the best twin of ``songs.npz``."""
+    stem = os.path.splitext(os.path.basename(text_file))[0] or "model"
+    if stem.endswith(BEST_SUFFIX):
+        stem = stem[:-len(BEST_SUFFIX)] + "-best"
+    return os.path.join(folder, stem + ".npz")
+
+
+def check_training_name(checkpoint_path: str) -> None:
+    """Refuse checkpoint names a training run cannot use (RunFilesError)."""
+    if not checkpoint_path.endswith(".npz"):
+        raise RunFilesError(
+            f"--checkpoint {checkpoint_path}: the name must end in .npz (its .csv history and "
+            f".best.npz twin are named after it)")
+    if is_best_name(checkpoint_path):
+        own = _stem(checkpoint_path) + "-best.npz"
+        raise RunFilesError(
+            f"--checkpoint {checkpoint_path}: names ending in .best.npz are kept for best twins "
+            f"(a run there would rewrite {history_path(checkpoint_path)}, the history of "
+            f"{_stem(checkpoint_path)}.npz); to train a best model further, copy it to a name of "
+            f"its own first (cp {checkpoint_path} {own}) and --resume that")
+
+
+def training_checkpoint(checkpoint_path: str, text_file: str) -> str:
+    """The file a training run at ``checkpoint_path`` writes: checks the name
+    (check_training_name) and, if it is a symbolic link, its target's name too, and returns
+    the target (see checkpoint_target). Raises RunFilesError."""
+    check_training_name(checkpoint_path)
+    target = checkpoint_target(checkpoint_path)
+    if target == checkpoint_path:
+        return target
+    if same_file(text_file, checkpoint_path):
+        raise RunFilesError(f"{text_file} is the text to train on, and {checkpoint_path} is a "
+                            f"link to it: training would overwrite it; choose another --checkpoint")
+    try:
+        check_training_name(target)
+    except RunFilesError as error:
+        raise RunFilesError(f"{checkpoint_path} is a symbolic link to {target}; "
+                            f"{str(error).split(': ', 1)[1]}") from None
+    return target
+
+
+def latest_checkpoint(folder: str) -> str | None:
+    """The most recently modified checkpoint file in ``folder`` (not counting .best twins,
+    dangling symlinks or anything that is not a regular file), or None."""
+    check_current_folder(folder)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return None
+    found = []
+    for name in names:
+        if not name.endswith(".npz") or is_best_name(name):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            info = os.stat(path)
+        except OSError:   # a dangling symlink, or removed since listdir
+            continue
+        if stat.S_ISREG(info.st_mode):
+            found.append((info.st_mtime, path))
+    return max(found)[1] if found else None
+
+
+# --------------------------------------------------------------------------- what a file is
+
+def not_a_regular_file(path: str) -> str | None:
+    """What ``path`` is when it exists but is not a regular file ("a FIFO (named pipe)", ...),
+    else None. Only stats the file: never opens it, so a FIFO cannot block here."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _starts_with(path: str, prefix: bytes) -> bool:
+    if not os.path.isfile(path):
+        return False
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(prefix)) == prefix
+    except OSError:
+        return False
+
+
+def is_charrnn_checkpoint(path: str) -> bool:
+    """True if ``path`` is a regular file and an .npz holding a checkpoint's keys (the arrays
+    themselves are not read: see checkpoint.load_checkpoint for that)."""
+    if not _starts_with(path, ZIP_MAGIC):
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except Exception:   # any parser failure on arbitrary bytes means the same: not ours
+        return False
+    return all(key + ".npy" in names for key in CHECKPOINT_KEYS)
+
+
+def is_charrnn_history(path: str) -> bool:
+    """True if ``path`` is a regular file whose first line is charrnn's history header."""
+    return _starts_with(path, (",".join(HISTORY_COLUMNS) + "\r\n").encode()) or \
+        _starts_with(path, (",".join(HISTORY_COLUMNS) + "\n").encode())
+
+
+def is_png(path: str) -> bool:
+    """True if ``path`` is a regular file that starts with the PNG signature."""
+    return _starts_with(path, PNG_SIGNATURE)
+
+
+def same_file(a: str, b: str) -> bool:
+    """True if ``a`` and ``b`` are one file (by device and inode, so through symlinks and
+    hard links too); False if either does not exist."""
+    try:
+        first, second = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
+
+
+def check_plot_output(output: str, checkpoint_path: str) -> None:
+    """Refuse a PNG name that would overwrite anything but a PNG (RunFilesError).
+
+    The rule: a new file, or an existing regular file that starts with the PNG signature
+    (a plot made before). Never the checkpoint, a text, a history CSV or a folder.
+    """
+    check_current_folder(output, checkpoint_path)
+    if output.endswith(".npz") or same_file(output, checkpoint_path) or \
+            os.path.abspath(output) == os.path.abspath(checkpoint_path):
+        raise RunFilesError(f"-o {output} would overwrite a checkpoint; name a .png file")
+    if not os.path.lexists(output):
+        return
+    kind = not_a_regular_file(output)
+    if kind:
+        raise RunFilesError(f"-o {output} is {kind}; name a .png file")
+    if os.path.exists(output) and not is_png(output):
+        raise RunFilesError(f"-o {output} exists and is not a PNG image; charrnn replaces only "
+                            f"PNG files: choose another name, or remove it first")
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+def _new_file_mode(path: str) -> int:
+    """The permission bits a plain open(path, "w") would leave: an existing file keeps its
+    own, a new one gets 0o666 minus the umask."""
+    try:
+        info = os.stat(path)
+        if stat.S_ISREG(info.st_mode):
+            return stat.S_IMODE(info.st_mode) & 0o777
+    except OSError:
+        pass
+    # The umask can only be read by setting it; charrnn writes no files from other threads.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextmanager
+def atomic_file(path: str, mode: str, **open_options):
+    """Open a temporary file beside ``path`` for writing; when the block ends without an
+    error, flush it to disk and rename it over ``path`` (os.replace, atomic within a folder).
+
+    A symlink at ``path`` is followed: its target is replaced and the link stays. The file
+    gets the mode a plain open() would give (not mkstemp's 0600). If the block or the write
+    fails, the temporary is removed and ``path`` is untouched; the OSError propagates.
+    Temporaries are named ``.<name>.<random>.tmp`` (see remove_stale_temporaries).
+    """
+    path = os.path.realpath(os.fspath(path))
+    directory = os.path.dirname(path)
+    permissions = _new_file_mode(path)
+    descriptor, temporary = tempfile.mkstemp(
+        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        if hasattr(os, "fchmod"):   # before the rename: the file is never seen as 0600
+            os.fchmod(descriptor, permissions)
+        with os.fdopen(descriptor, mode, **open_options) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+        temporary = None
+        _fsync_directory(directory)
+    finally:
+        if temporary is not None and os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def remove_stale_temporaries(path) -> None:
+    """Delete temporary files that a killed save of ``path`` left behind.
+
+    They are never mistaken for a checkpoint (their names end in .tmp), but they take space.
+    Call it only while holding the run's lock: another run's temporary may be in use.
+    """
+    path = os.path.realpath(os.fspath(path))
+    directory = os.path.dirname(path)
+    prefix = f".{os.path.basename(path)}."
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(prefix) and name.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make the rename itself durable (where the platform allows opening a directory)."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+# --------------------------------------------------------------------------- the lock
+
+class RunLock:
+    """The lock that keeps two trainings from writing one checkpoint at once.
+
+    fcntl.flock on ``.<name>.lock`` rather than a lock made with O_CREAT|O_EXCL: the kernel
+    drops a flock when its process dies, even by SIGKILL, so a lock left by a crash is
+    recognised for certain (nobody holds it) and a recycled PID cannot make it look alive.
+    The file holds "PID host" for the message the other process shows, and is removed on
+    release. (On a platform without fcntl, training runs unlocked.)
+    """
+
+    def __init__(self, checkpoint_path: str, note=None):
+        self.checkpoint_path = checkpoint_path
+        self.path = lock_path(checkpoint_path)
+        # The name shown to the user: beside the checkpoint as they named it, unless that is a link.
+        self.shown = self.path if os.path.islink(checkpoint_path) else os.path.join(
+            os.path.dirname(checkpoint_path), f".{os.path.basename(checkpoint_path)}.lock")
+        self.note = note or (lambda message: None)
+        self.descriptor: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise RunFilesError naming the process that holds it."""
+        try:
+            import fcntl
+        except ImportError:
+            return
+        for _ in range(100):
+            try:
+                descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
+                                     0o666)
+            except OSError as error:
+                raise RunFilesError(f"cannot create the lock file {self.shown}: "
+                                    f"{error.strerror or error}") from None
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = _read_holder(descriptor)
+                os.close(descriptor)
+                raise RunFilesError(
+                    f"{self.checkpoint_path} is being trained by another charrnn "
+                    f"({holder or 'a process'}, lock {self.shown}); wait for it to finish, "
+                    f"or choose another --checkpoint") from None
+            # The holder before us may have removed the file between our open and our flock:
+            # then we hold a lock on a file nobody else will see. Try again on the new one.
+            if not _same_inode(self.path, descriptor):
+                os.close(descriptor)
+                continue
+            previous = _read_holder(descriptor)
+            if previous:
+                self.note(f"note: took over the lock {self.shown} left by {previous}, "
+                          f"which is no longer running")
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+            self.descriptor = descriptor
+            return
+        raise RunFilesError(f"cannot take the lock {self.shown}: it keeps changing")
+
+    def release(self) -> None:
+        """Remove the lock file and let go of the lock (a no-op if not held)."""
+        if self.descriptor is None:
+            return
+        try:
+            os.unlink(self.path)   # while still holding it, so nobody takes a doomed file
+        except OSError:
+            pass
+        os.close(self.descriptor)
+        self.descriptor = None
+
+    def __enter__(self) -> "RunLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _same_inode(path: str, descriptor: int) -> bool:
+    try:
+        on_disk, held = os.stat(path), os.fstat(descriptor)
+    except OSError:
+        return False
+    return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _read_holder(descriptor: int) -> str:
+    """"process 1234 on host" from a lock file's "1234 host" (empty if it holds nothing)."""
+    try:
+        words = os.pread(descriptor, 200, 0).decode("utf-8", "replace").split()
+    except OSError:
+        return ""
+    if not words:
+        return ""
+    here = socket.gethostname()
+    host = f" on {words[1]}" if len(words) > 1 and words[1] != here else ""
+    return f"process {words[0]}{host}"
+
+
+# --------------------------------------------------------------------------- checks and claims
+
+def run_files(checkpoint_path: str) -> list[tuple[str, str]]:
+    """The files a run at ``checkpoint_path`` writes, with what each is."""
+    return [(checkpoint_path, "checkpoint"), (best_path(checkpoint_path), "best model"),
+            (history_path(checkpoint_path), "history")]
+
+
+def check_start(checkpoint_path: str, text_file: str, resume: bool, force: bool) -> None:
+    """Refuse, before anything is written, a run that would lose or misuse a user's file.
+
+    - the text must not be one of the run's files (same device and inode);
+    - a new model needs a free name: an existing checkpoint needs --resume or --force, and a
+      best twin or history without its checkpoint is never deleted, not even with --force
+      (it may be the only copy of a model);
+    - --force replaces only a charrnn checkpoint, and whatever twins it removes must be
+      charrnn's own (a best model that is a checkpoint, a history with charrnn's header).
+    """
+    for path, what in run_files(checkpoint_path):
+        if same_file(text_file, path):
+            raise RunFilesError(f"{text_file} is the text to train on, and also this run's "
+                                f"{what} {path}: training would overwrite it; choose another "
+                                f"--checkpoint")
+    if os.path.isdir(checkpoint_path):
+        raise RunFilesError(f"{checkpoint_path} is a directory; give --checkpoint a file name "
+                            f"ending in .npz")
+    kind = not_a_regular_file(checkpoint_path)
+    if kind:
+        raise RunFilesError(f"{checkpoint_path} is {kind}, not a checkpoint file; give "
+                            f"--checkpoint a file name ending in .npz")
+    exists = os.path.exists(checkpoint_path)
+    if exists and not resume and not is_charrnn_checkpoint(checkpoint_path):
+        raise RunFilesError(f"{checkpoint_path} exists and is not a charrnn checkpoint; charrnn "
+                            f"will not replace it: choose another --checkpoint")
+    if exists and not (resume or force):
+        raise RunFilesError(f"{checkpoint_path} already exists: pass --resume to continue "
+                            f"training it, or --force to overwrite it with a new model")
+    if resume and not exists:
+        raise RunFilesError(f"cannot resume: no checkpoint at {checkpoint_path}")
+    best, history = best_path(checkpoint_path), history_path(checkpoint_path)
+    if not exists:
+        orphans = [path for path in (best, history) if os.path.lexists(path)]
+        if orphans:
+            copy = (f"; to continue training the best model, copy it back "
+                    f"(cp {best} {checkpoint_path}) and --resume" if best in orphans else "")
+            raise RunFilesError(
+                f"{' and '.join(orphans)} {'exist' if len(orphans) > 1 else 'exists'} without "
+                f"{checkpoint_path}, and a new model would replace {'them' if len(orphans) > 1 else 'it'}: "
+                f"move {'them' if len(orphans) > 1 else 'it'} away or choose another "
+                f"--checkpoint{copy}")
+        return
+    for path, ours, what in ((best, is_charrnn_checkpoint, "a charrnn checkpoint"),
+                             (history, is_charrnn_history, "a charrnn history")):
+        if os.path.lexists(path) and not ours(path):
+            raise RunFilesError(f"{path} is not {what}, and this run would "
+                                f"{'remove' if force else 'replace'} it: move it away or "
+                                f"choose another --checkpoint")
+
+
+def preflight(checkpoint_path: str) -> None:
+    """Check, before the first iteration, that every file the run writes can be written:
+    no folder or special file in the way, no read-only or immutable file, and a temporary
+    can be created in each folder. Raises RunFilesError."""
+    probed = set()
+    for path, what in run_files(checkpoint_path):
+        real = os.path.realpath(path)
+        if os.path.lexists(real):
+            kind = not_a_regular_file(real)
+            if kind:
+                raise RunFilesError(f"cannot write the {what} {path}: it is {kind}; move it "
+                                    f"away or choose another --checkpoint")
+            if not os.access(real, os.W_OK):
+                raise RunFilesError(f"cannot write the {what} {path}: the file is read-only "
+                                    f"or immutable; make it writable or choose another "
+                                    f"--checkpoint")
+        folder = os.path.dirname(real)
+        if folder in probed:
+            continue
+        try:
+            descriptor, probe = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(real)}.",
+                                                 suffix=".tmp")
+            os.close(descriptor)
+            os.unlink(probe)
+        except OSError as error:
+            raise RunFilesError(f"cannot write checkpoints in {folder}: "
+                                f"{error.strerror or error}") from None
+        probed.add(folder)
+
+
+def _make_folder(checkpoint_path: str) -> list[str]:
+    """Create the checkpoint's folder if needed; returns the folders created, deepest first."""
+    try:
+        folder = os.path.dirname(os.path.realpath(checkpoint_path))
+    except OSError as error:   # e.g. the current folder was deleted
+        raise RunFilesError(f"cannot find the folder of {checkpoint_path}: "
+                            f"{error.strerror or error}") from None
+    missing = []
+    parent = folder
+    while parent and not os.path.exists(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        raise RunFilesError(f"cannot write checkpoints in {folder}: {parent} is a file, "
+                            f"not a folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise RunFilesError(f"cannot write checkpoints in {folder}: "
+                            f"{error.strerror or error}") from None
+    return missing
+
+
+def _exit_on_sigterm():
+    """Make SIGTERM raise SystemExit (status 143) instead of killing the process outright,
+    so that the lock is released even when it comes before training catches it. Returns
+    the previous handler, or None if it could not be changed (not the main thread)."""
+    def leave(number, frame):
+        raise SystemExit(128 + number)
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+        if previous is not signal.SIG_DFL:
+            return None
+        signal.signal(signal.SIGTERM, leave)
+        return previous
+    except ValueError:
+        return None
+
+
+@contextmanager
+def claimed_run(checkpoint_path: str, text_file: str, resume: bool, force: bool, note=None):
+    """Claim the files of a run for the duration of the block.
+
+    Checks check_start() before touching anything, then creates the folder, takes the lock
+    and checks again (another process may have changed the files meanwhile). On leaving the
+    block, however it is left, releases the lock and removes the folders it created if they
+    are still empty.
+    """
+    check_current_folder(checkpoint_path, text_file)
+    check_start(checkpoint_path, text_file, resume, force)
+    created = _make_folder(checkpoint_path)
+    previous_handler = _exit_on_sigterm()
+    try:
+        with RunLock(checkpoint_path, note):
+            check_start(checkpoint_path, text_file, resume, force)
+            yield
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+        for folder in created:
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass
+
+
+def prepare_run(checkpoint_path: str, replacing: bool, note=None) -> None:
+    """Last steps before the first iteration, under the lock: preflight(), remove temporaries
+    that killed saves left, and, if ``replacing`` an existing model (--force), remove its best
+    twin and history (checked to be charrnn's by check_start), so that they cannot be taken
+    for the new model's."""
+    note = note or (lambda message: None)
+    preflight(checkpoint_path)
+    for path, _ in run_files(checkpoint_path):
+        remove_stale_temporaries(path)
+    if not replacing:
+        return
+    for path in (best_path(checkpoint_path), history_path(checkpoint_path)):
+        if os.path.isfile(path):
+            try:
+                os.unlink(path)
+            except OSError as error:
+                raise RunFilesError(f"cannot remove {path}, which belongs to the model being "
+                                    f"replaced: {error.strerror or error}") from None
+            note(f"note: removed {path}, which belonged to the model being replaced")
