@@ -3,7 +3,8 @@
 All three generate one character at a time from the same vanilla RNN (hidden size H,
 vocabulary of data/tinyshakespeare.txt, float32 weights), feeding each character back in:
 
-  charrnn        ``"".join(charrnn.sample.generate(params, vocab, seed, n, rng))``
+  charrnn        ``"".join(charrnn.sample.generate(network, params, vocab, seed, n, rng))``
+                 (a one-layer vanilla ``charrnn.model.Network``)
   torch          the loop a PyTorch user writes: under torch.no_grad(), ``h = tanh(Wxh[:, c]
                  + Whh h + bh)``, ``p = softmax(Why h + by)``, ``torch.multinomial(p, 1).item()``
                  (torch's default thread count, and 1 thread; the faster figure is shown)
@@ -25,24 +26,28 @@ from _common import (DEFAULT_CORPUS, Contender, format_rate, format_ratio, impor
                      machine_lines, print_table, run_interleaved)
 
 from charrnn.data import read_corpus
-from charrnn.rnn import init_params
+from charrnn.model import ModelSpec, Network
 from charrnn.sample import generate
 from charrnn.threads import blas_threads_limited
 
 SEED_TEXT = "ROMEO:\n"
 
 
-def charrnn_sampler(params, vocab, length: int):
+# The vanilla layer's weights under min-char-rnn's names (the baselines below use those).
+NAMES = {"Wxh": "l1.Wxh", "Whh": "l1.Whh", "Why": "Why", "bh": "l1.bh", "by": "by"}
+
+
+def charrnn_sampler(network, params, vocab, length: int):
     rng = np.random.default_rng(0)
 
     def call():
-        return "".join(generate(params, vocab, SEED_TEXT, length, rng))
+        return "".join(generate(network, params, vocab, SEED_TEXT, length, rng))
     return call
 
 
 def choice_sampler(params, vocab, length: int):
     """min-char-rnn's sampling loop (with indexing instead of one-hot products)."""
-    Wxh, Whh, Why, bh, by = (params[name] for name in ("Wxh", "Whh", "Why", "bh", "by"))
+    Wxh, Whh, Why, bh, by = (params[NAMES[name]] for name in ("Wxh", "Whh", "Why", "bh", "by"))
     V = len(vocab)
     seed = vocab.encode(SEED_TEXT)
     draws = np.random.RandomState(0)
@@ -63,7 +68,7 @@ def choice_sampler(params, vocab, length: int):
 
 
 def torch_sampler(torch, params, vocab, length: int):
-    weights = {name: torch.from_numpy(np.array(params[name])) for name in params}
+    weights = {name: torch.from_numpy(np.array(params[NAMES[name]])) for name in NAMES}
     Wxh, Whh, Why, bh, by = (weights[name] for name in ("Wxh", "Whh", "Why", "bh", "by"))
     seed = [int(c) for c in vocab.encode(SEED_TEXT)]
     generator = torch.Generator().manual_seed(0)
@@ -104,9 +109,11 @@ def main(argv=None) -> int:
     vocab = read_corpus(args.corpus).vocab
     H = args.hidden_size
     # Weights of a typical trained size (speed does not depend on their values).
-    params = init_params(len(vocab), H, np.random.default_rng(0), np.float32, scale=0.1)
+    network = Network(ModelSpec(len(vocab), H), np.float32)
+    params = network.init_params(np.random.default_rng(0), scale=0.1)
 
-    contenders = [Contender("charrnn", charrnn_sampler(params, vocab, args.length), args.length),
+    contenders = [Contender("charrnn", charrnn_sampler(network, params, vocab, args.length),
+                            args.length),
                   Contender("random.choice", choice_sampler(params, vocab, args.length), args.length)]
     if torch is not None:
         default_threads = torch.get_num_threads()

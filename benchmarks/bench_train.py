@@ -13,8 +13,9 @@ turns (see _common.run_interleaved), characters trained per second of:
   torch RNN    the same with torch.nn.RNN (its time loop is in C++) on one-hot inputs and
                nn.Linear (nn.RNN has two hidden biases; otherwise the same model).
   classic      (B = 1 only) the per-character loop of Karpathy's min-char-rnn: one-hot column
-               vectors, one np.dot per product, dicts of per-step arrays, per-parameter
-               clipping and Adagrad; our own implementation, in the same dtype.
+               vectors, one product per matrix, dicts of per-step arrays, per-parameter
+               clipping and Adagrad: charrnn.model.reference's loss_fun and adagrad_update,
+               in float64 (as min-char-rnn), whatever --dtype says.
   ceiling      only the step's matrix products (forward recurrence, output projection,
                dWhy, dL/dh, backward recurrence, dWhh, one-hot dWxh) into preallocated
                buffers, with the same thread count as the charrnn figure: what the step
@@ -35,6 +36,7 @@ from _common import (DEFAULT_CORPUS, Contender, format_rate, format_ratio, impor
 
 from charrnn.config import TrainConfig
 from charrnn.data import WindowCursor, make_streams, read_corpus, split_validation
+from charrnn.model import reference
 from charrnn.threads import blas_threads, blas_threads_limited, threads_for
 from charrnn.train import Trainer
 
@@ -101,53 +103,25 @@ class MatmulCeiling:
 # --- the classic per-character loop (min-char-rnn style) -------------------------------------
 
 class ClassicLoop:
-    """One stream, one character at a time, as in min-char-rnn (B = 1 only)."""
+    """One stream, one character at a time: min-char-rnn's own code (B = 1 only), from
+    charrnn.model.reference, in float64 as min-char-rnn runs it."""
 
-    def __init__(self, V: int, H: int, cursor: WindowCursor, dtype, rng: np.random.Generator):
-        self.V, self.H, self.cursor, self.dtype = V, H, cursor, dtype
-        self.Wxh = (rng.standard_normal((H, V)) * 0.01).astype(dtype)
-        self.Whh = (rng.standard_normal((H, H)) * 0.01).astype(dtype)
-        self.Why = (rng.standard_normal((V, H)) * 0.01).astype(dtype)
-        self.bh, self.by = np.zeros((H, 1), dtype), np.zeros((V, 1), dtype)
-        self.params = [self.Wxh, self.Whh, self.Why, self.bh, self.by]
-        self.memories = [np.zeros_like(p) for p in self.params]
-        self.hprev = np.zeros((H, 1), dtype)
+    def __init__(self, V: int, H: int, cursor: WindowCursor, rng: np.random.Generator):
+        self.H, self.cursor = H, cursor
+        self.params = {"Wxh": rng.standard_normal((H, V)) * 0.01,
+                       "Whh": rng.standard_normal((H, H)) * 0.01,
+                       "Why": rng.standard_normal((V, H)) * 0.01,
+                       "bh": np.zeros((H, 1)), "by": np.zeros((V, 1))}
+        self.memories = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self.hprev = np.zeros((H, 1))
 
     def step(self):
         inputs, targets, restarted = self.cursor.next_window()
         if restarted:
-            self.hprev = np.zeros((self.H, 1), self.dtype)
-        Wxh, Whh, Why, bh, by = self.params
-        xs, hs, ps = {}, {-1: self.hprev}, {}
-        loss = 0.0
-        for t in range(len(inputs)):
-            xs[t] = np.zeros((self.V, 1), self.dtype)
-            xs[t][inputs[t, 0]] = 1
-            hs[t] = np.tanh(np.dot(Wxh, xs[t]) + np.dot(Whh, hs[t - 1]) + bh)
-            ys = np.dot(Why, hs[t]) + by
-            e = np.exp(ys - np.max(ys))
-            ps[t] = e / np.sum(e)
-            loss += -np.log(ps[t][targets[t, 0], 0])
-        grads = [np.zeros_like(p) for p in self.params]
-        dWxh, dWhh, dWhy, dbh, dby = grads
-        dhnext = np.zeros_like(hs[0])
-        for t in reversed(range(len(inputs))):
-            dy = np.copy(ps[t])
-            dy[targets[t, 0]] -= 1
-            dWhy += np.dot(dy, hs[t].T)
-            dby += dy
-            dh = np.dot(Why.T, dy) + dhnext
-            dhraw = (1 - hs[t] * hs[t]) * dh
-            dbh += dhraw
-            dWxh += np.dot(dhraw, xs[t].T)
-            dWhh += np.dot(dhraw, hs[t - 1].T)
-            dhnext = np.dot(Whh.T, dhraw)
-        for grad in grads:
-            np.clip(grad, -CLIP, CLIP, out=grad)
-        for param, grad, memory in zip(self.params, grads, self.memories):
-            memory += grad * grad
-            param += -LEARNING_RATE * grad / np.sqrt(memory + 1e-8)
-        self.hprev = hs[len(inputs) - 1]
+            self.hprev = np.zeros((self.H, 1))
+        loss, grads, self.hprev = reference.loss_fun(inputs[:, 0].tolist(), targets[:, 0].tolist(),
+                                                     self.hprev, self.params)
+        reference.adagrad_update(self.params, grads, self.memories, LEARNING_RATE, CLIP)
         return loss
 
 
@@ -252,7 +226,7 @@ def bench_config(corpus, H: int, T: int, B: int, dtype: str, torch, timing: dict
     if B == 1:
         setup, teardown = thread_setting(1)   # the classic loop's products are all tiny
         contenders["classic"] = Contender("classic", ClassicLoop(
-            V, H, window_source(corpus, B, T), dtype, rng).step, T, setup, teardown)
+            V, H, window_source(corpus, B, T), rng).step, T, setup, teardown)
     if torch is not None:
         for threads in torch_threads:
             setup, teardown = torch_thread_setting(torch, threads)

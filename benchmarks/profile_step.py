@@ -1,13 +1,15 @@
 """Line timing of one training step: where the microseconds of Trainer.step go.
 
-Each top-level statement of ``Trainer.step``, ``rnn.forward``, ``rnn.backward`` and
-``Adagrad.update`` is timed (a loop counts as one statement), averaged over many steps, and
+Each top-level statement of ``Trainer.step``, ``Network.forward``, ``Network.backward``, the
+cell's ``forward`` and ``backward`` (``rnn.forward`` for the vanilla cell: charrnn.model.rnn)
+and ``Adagrad.update`` is timed (a loop counts as one statement), averaged over many steps, and
 the statements above a threshold are printed. The functions are recompiled with a
 ``perf_counter`` call around every statement (about 0.1 us each), so totals run a little
 above an uninstrumented step. This is how the per-step costs quoted in the benchmarks'
 notes were found; cProfile cannot see inside a function.
 
-Usage:  python benchmarks/profile_step.py [--config 100,25,1] [--threads 1] [--steps 2000]
+Usage:  python benchmarks/profile_step.py [--config 100,25,1] [--cell rnn] [--threads 1]
+                                         [--steps 2000]
 """
 from __future__ import annotations
 
@@ -21,10 +23,10 @@ import time
 from _common import DEFAULT_CORPUS
 
 import charrnn.optim as optim
-import charrnn.rnn as rnn
 import charrnn.train as train
 from charrnn.config import TrainConfig
 from charrnn.data import read_corpus
+from charrnn.model import CELLS, Network
 from charrnn.threads import set_blas_threads, threads_for
 
 
@@ -58,6 +60,7 @@ def instrumented(function):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="100,25,1", metavar="H,T,B")
+    parser.add_argument("--cell", default="rnn", choices=list(CELLS))
     parser.add_argument("--threads", type=int, help="BLAS threads (default: threads_for)")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--min-us", type=float, default=0.5, help="hide cheaper statements")
@@ -70,26 +73,33 @@ def main(argv=None) -> int:
     # Instrument the callees first: the instrumented callers must see the instrumented callees.
     update, update_labels, update_totals = instrumented(optim.Adagrad.update)
     optim.Adagrad.update = update
-    forward, forward_labels, forward_totals = instrumented(rnn.forward)
-    backward, backward_labels, backward_totals = instrumented(rnn.backward)
-    train.forward, train.backward = forward, backward
+    cell = CELLS[args.cell]   # the Network calls its cell's functions through the module
+    cell_forward, cell_forward_labels, cell_forward_totals = instrumented(cell.forward)
+    cell_backward, cell_backward_labels, cell_backward_totals = instrumented(cell.backward)
+    cell.forward, cell.backward = cell_forward, cell_backward
+    forward, forward_labels, forward_totals = instrumented(Network.forward)
+    backward, backward_labels, backward_totals = instrumented(Network.backward)
+    Network.forward, Network.backward = forward, backward
     step, step_labels, step_totals = instrumented(train.Trainer.step)
 
-    trainer = train.Trainer(TrainConfig(hidden_size=H, seq_length=T, batch_size=B),
+    trainer = train.Trainer(TrainConfig(hidden_size=H, seq_length=T, batch_size=B, cell=args.cell),
                             read_corpus(args.corpus))
+    sections = (("Trainer.step", step_labels, step_totals),
+                ("Network.forward", forward_labels, forward_totals),
+                (f"{args.cell}.forward", cell_forward_labels, cell_forward_totals),
+                ("Network.backward", backward_labels, backward_totals),
+                (f"{args.cell}.backward", cell_backward_labels, cell_backward_totals),
+                ("Adagrad.update", update_labels, update_totals))
     for _ in range(10):   # warm up, then forget the warm-up's times
         step(trainer)
-    for totals in (update_totals, forward_totals, backward_totals, step_totals):
+    for _, _, totals in sections:
         totals[:] = [0.0] * len(totals)
     for _ in range(args.steps):
         step(trainer)
 
-    print(f"H={H} T={T} B={B}, {threads} BLAS thread(s), {args.steps} steps: "
+    print(f"{args.cell} H={H} T={T} B={B}, {threads} BLAS thread(s), {args.steps} steps: "
           f"microseconds per step, statements over {args.min_us} us")
-    for name, labels, totals in (("Trainer.step", step_labels, step_totals),
-                                 ("rnn.forward", forward_labels, forward_totals),
-                                 ("rnn.backward", backward_labels, backward_totals),
-                                 ("Adagrad.update", update_labels, update_totals)):
+    for name, labels, totals in sections:
         print(f"\n{name}: {sum(totals) / args.steps * 1e6:.1f} us")
         for label, total in zip(labels, totals):
             if total / args.steps * 1e6 >= args.min_us:

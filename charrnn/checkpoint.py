@@ -1,40 +1,49 @@
 """The checkpoint file: a pickle-free .npz, written atomically, validated on load.
 
-Keys (V vocabulary size, H hidden size, B batch size, n evaluations so far):
+Format 2 (V vocabulary size, B batch size, n evaluations so far; the model's arrays are
+named by charrnn.model.Network: ``l1.Wxh``, ``l1.Whh``, ..., ``Why``, ``by``):
 
-    format_version  ()       int64    FORMAT_VERSION of the writer
-    vocab           (V,)     <U1      the characters, sorted by code point
-    config          ()       str      TrainConfig as JSON
-    state           ()       str      JSON: iteration, position, chars_seen, smooth_loss,
-                                      elapsed_seconds, rng_state, text_sha256, best_val_loss,
-                                      last_val_loss, blas_threads
-    Wxh Whh Why bh by        float    parameters, shapes as in charrnn.rnn
-    mWxh mWhh mWhy mbh mby   float    Adagrad memories, same shapes
-    hidden          (B, H)   float    the hidden state of each stream, carried into the next window
-    history         (n, 5)   float64  rows of HISTORY_COLUMNS, one per evaluation
+    format_version    ()       int64    FORMAT_VERSION of the writer
+    vocab             (V,)     <U1      the characters, sorted by code point
+    config            ()       str      TrainConfig as JSON, with the model's description
+                                        (cell, num_layers, hidden_size, dropout)
+    state             ()       str      JSON: iteration, position, chars_seen, smooth_loss,
+                                        elapsed_seconds, rng_state, text_sha256, best_val_loss,
+                                        last_val_loss, blas_threads
+    params.<name>     float    every parameter, shaped as Network.param_shapes says
+    adagrad.<name>    float    its Adagrad memory, the same shape
+    carry.<name>      (B, H)   float    each layer's state carried into the next window
+                                        (``carry.l1.h``, and ``carry.l1.c`` for an LSTM)
+    history           (n, 5)   float64  rows of HISTORY_COLUMNS, one per evaluation
+
+Format 1 (charrnn 0.2.0 and before, one vanilla layer) named the parameters Wxh, Whh, Why,
+bh, by, their memories mWxh, ..., and the carried state ``hidden``; it is read as the
+format-2 model it is (a one-layer rnn without dropout).
 """
 from __future__ import annotations
 
 import json
 import math
 import os
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .config import TrainConfig
 from .data import Vocabulary
-from .rnn import PARAM_NAMES, ParamSet, param_shapes
+from .model import Network, ParamSet
+from .model.network import FORMAT1_PARAM_NAMES, FORMAT1_STATE_NAMES
+# atomic_file and remove_stale_temporaries are imported here too, where they used to live.
+from .runfiles import (HISTORY_COLUMNS, ZIP_MAGIC, atomic_file, not_a_regular_file,  # noqa: F401
+                       remove_stale_temporaries)
 
-FORMAT_VERSION = 1
-HISTORY_COLUMNS = ("iteration", "chars_seen", "train_loss", "val_loss", "elapsed_seconds")
-MEMORY_PREFIX = "m"
+FORMAT_VERSION = 2
+PREFIXES = {"params": "params.", "memory": "adagrad.", "carry": "carry."}
+FORMAT1_MEMORY_PREFIX = "m"
+META_KEYS = ("format_version", "vocab", "config", "state", "history")
 # The non-negative numbers a state must hold, with their types.
 REQUIRED_STATE = {"iteration": int, "position": int, "chars_seen": int,
                   "smooth_loss": float, "elapsed_seconds": float}
-FLOAT_ARRAYS = PARAM_NAMES + tuple(MEMORY_PREFIX + name for name in PARAM_NAMES) + ("hidden",)
 
 
 class CheckpointError(Exception):
@@ -48,9 +57,21 @@ class Checkpoint:
     vocab: Vocabulary
     params: ParamSet
     memory: ParamSet                 # Adagrad memories
-    hidden: np.ndarray               # (B, H)
+    carry: dict                      # {name: (B, H) array}: the state carried between windows
     state: dict                      # see the module docstring
     history: np.ndarray = field(default_factory=lambda: np.zeros((0, len(HISTORY_COLUMNS))))
+
+    def network(self) -> Network:
+        """The model's maths, as this checkpoint's settings describe it."""
+        return Network(self.config.model_spec(len(self.vocab)), self.config.dtype)
+
+    def float_arrays(self) -> dict[str, np.ndarray]:
+        """Every array of numbers the model is made of, by its key in the file."""
+        arrays = {}
+        for field_name, prefix in PREFIXES.items():
+            for name, value in getattr(self, field_name).items():
+                arrays[prefix + name] = value
+        return arrays
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         arrays = {
@@ -58,12 +79,9 @@ class Checkpoint:
             "vocab": np.array(self.vocab.chars, dtype="<U1"),
             "config": np.array(json.dumps(self.config.to_dict(), sort_keys=True)),
             "state": np.array(json.dumps(self.state, sort_keys=True)),
-            "hidden": self.hidden,
             "history": np.asarray(self.history, dtype=np.float64).reshape(-1, len(HISTORY_COLUMNS)),
         }
-        for name in PARAM_NAMES:
-            arrays[name] = self.params[name]
-            arrays[MEMORY_PREFIX + name] = self.memory[name]
+        arrays.update(self.float_arrays())
         return arrays
 
 
@@ -77,7 +95,7 @@ def save_checkpoint(path, checkpoint: Checkpoint) -> None:
     """
     path = os.fspath(path)
     arrays = checkpoint.to_arrays()
-    if not all(np.isfinite(arrays[name]).all() for name in FLOAT_ARRAYS):
+    if not all(np.isfinite(value).all() for value in checkpoint.float_arrays().values()):
         raise CheckpointError("refusing to save a model whose weights or optimiser state "
                               "contain NaN or inf")
     try:
@@ -85,65 +103,6 @@ def save_checkpoint(path, checkpoint: Checkpoint) -> None:
             np.savez(f, **arrays)
     except OSError as error:
         raise CheckpointError(f"could not write checkpoint {path}: {error.strerror or error}") from None
-
-
-@contextmanager
-def atomic_file(path: str, mode: str, **open_options):
-    """Open a temporary file beside ``path`` for writing; when the block ends without an
-    error, flush it to disk and rename it over ``path`` (os.replace, atomic within a folder).
-
-    If the block or the write fails, the temporary is removed and ``path`` is untouched; the
-    OSError propagates. Temporaries are named ``.<name>.<random>.tmp`` (see
-    remove_stale_temporaries).
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    descriptor, temporary = tempfile.mkstemp(
-        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, mode, **open_options) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-        temporary = None
-        _fsync_directory(directory)
-    finally:
-        if temporary is not None and os.path.exists(temporary):
-            os.unlink(temporary)
-
-
-def remove_stale_temporaries(path) -> None:
-    """Delete temporary files that a killed save of ``path`` left behind.
-
-    They are never mistaken for a checkpoint (their names end in .tmp), but they take space.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    prefix = f".{os.path.basename(path)}."
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return
-    for name in names:
-        if name.startswith(prefix) and name.endswith(".tmp"):
-            try:
-                os.unlink(os.path.join(directory, name))
-            except OSError:
-                pass
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make the rename itself durable (where the platform allows opening a directory)."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def load_checkpoint(path) -> Checkpoint:
@@ -157,6 +116,9 @@ def load_checkpoint(path) -> Checkpoint:
         raise CheckpointError(f"no checkpoint at {path}")
     if os.path.isdir(path):
         raise CheckpointError(f"{path} is a directory, not a checkpoint file")
+    kind = not_a_regular_file(path)
+    if kind:   # a FIFO or a terminal would block the read
+        raise CheckpointError(f"{path} is {kind}, not a checkpoint file")
     arrays = _read_arrays(path)
     try:
         return _checkpoint_from_arrays(arrays)
@@ -165,9 +127,6 @@ def load_checkpoint(path) -> Checkpoint:
         if isinstance(error, KeyError):
             message = f"key {message!r} is missing"
         raise CheckpointError(f"{path} is not a usable charrnn checkpoint: {message}") from None
-
-
-ZIP_MAGIC = b"PK\x03\x04"   # an .npz is a zip archive
 
 
 def _read_arrays(path: str) -> dict[str, np.ndarray]:
@@ -247,31 +206,57 @@ def _checkpoint_from_arrays(arrays: dict[str, np.ndarray]) -> Checkpoint:
         except (TypeError, ValueError, KeyError):
             raise ValueError("state.rng_state is not a random generator state") from None
 
-    V, H = len(vocab), config.hidden_size
-    dtype = np.dtype(config.dtype)
-    shapes = param_shapes(V, H)
-    for name in PARAM_NAMES:
-        for key in (name, MEMORY_PREFIX + name):
-            if arrays[key].shape != shapes[name]:
-                raise ValueError(f"{key} has shape {arrays[key].shape}, expected {shapes[name]} "
-                                 f"for {V} characters and hidden size {H}")
-            if arrays[key].dtype != dtype:
-                raise ValueError(f"{key} has dtype {arrays[key].dtype}, expected {dtype}")
-    hidden = arrays["hidden"]
-    if hidden.shape != (config.batch_size, H) or hidden.dtype != dtype:
-        raise ValueError(f"hidden has shape {hidden.shape}, expected {(config.batch_size, H)}")
-    for key in FLOAT_ARRAYS:
-        if not np.isfinite(arrays[key]).all():
-            raise ValueError(f"{key} contains NaN or inf")
-    for name in PARAM_NAMES:
-        if (arrays[MEMORY_PREFIX + name] < 0).any():
-            raise ValueError(f"{MEMORY_PREFIX + name} (a sum of squares) has negative values")
     history = arrays["history"]
     if history.ndim != 2 or history.shape[1] != len(HISTORY_COLUMNS) or history.dtype.kind != "f":
         raise ValueError(f"history should be an (n, {len(HISTORY_COLUMNS)}) float array")
 
+    network = Network(config.model_spec(len(vocab)), config.dtype)
+    if int(version) == 1:
+        arrays = _format1_as_format2(arrays)
+    expected = {"params": network.param_shapes, "memory": network.param_shapes,
+                "carry": network.state_shapes(config.batch_size)}
+    described = set(META_KEYS) | {PREFIXES[field_name] + name
+                                  for field_name, shapes in expected.items() for name in shapes}
+    unexpected = sorted(set(arrays) - described)
+    if unexpected:
+        raise ValueError(f"it holds {unexpected[0]}, which its model ({_describe(config)}) "
+                         f"does not have")
+    loaded = {}
+    for field_name, shapes in expected.items():
+        loaded[field_name] = {}
+        for name, shape in shapes.items():
+            key = PREFIXES[field_name] + name
+            value = arrays[key]
+            if value.shape != shape:
+                raise ValueError(f"{key} has shape {value.shape}, expected {shape} for "
+                                 f"{_describe(config)} with {len(vocab)} characters")
+            if value.dtype != np.dtype(config.dtype):
+                raise ValueError(f"{key} has dtype {value.dtype}, expected {config.dtype}")
+            if not np.isfinite(value).all():
+                raise ValueError(f"{key} contains NaN or inf")
+            if field_name == "memory" and (value < 0).any():
+                raise ValueError(f"{key} (a sum of squares) has negative values")
+            loaded[field_name][name] = value
+
     return Checkpoint(
         config=config, vocab=vocab,
-        params=ParamSet.from_arrays({n: arrays[n] for n in PARAM_NAMES}, dtype),
-        memory=ParamSet.from_arrays({n: arrays[MEMORY_PREFIX + n] for n in PARAM_NAMES}, dtype),
-        hidden=hidden.copy(), state=state, history=history.astype(np.float64))
+        params=network.params_from_arrays(loaded["params"]),
+        memory=network.params_from_arrays(loaded["memory"]),
+        carry={name: value.copy() for name, value in loaded["carry"].items()},
+        state=state, history=history.astype(np.float64))
+
+
+def _describe(config: TrainConfig) -> str:
+    return (f"{config.num_layers}-layer {config.cell}, hidden size {config.hidden_size}, "
+            f"batch size {config.batch_size}")
+
+
+def _format1_as_format2(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A format-1 file's arrays under format 2's keys (KeyError names a missing one)."""
+    renamed = {key: arrays[key] for key in META_KEYS}
+    for old, new in FORMAT1_PARAM_NAMES.items():
+        renamed[PREFIXES["params"] + new] = arrays[old]
+        renamed[PREFIXES["memory"] + new] = arrays[FORMAT1_MEMORY_PREFIX + old]
+    for old, new in FORMAT1_STATE_NAMES.items():
+        renamed[PREFIXES["carry"] + new] = arrays[old]
+    return renamed

@@ -5,21 +5,25 @@ import math
 import os
 import shlex
 import sys
-import tempfile
 
 import click
 import numpy as np
 from tqdm import tqdm
 
 from . import __version__
-from .checkpoint import CheckpointError, load_checkpoint, remove_stale_temporaries
-from .config import TrainConfig, resumed_config
-from .data import CorpusError, UnknownCharactersError, eval_stream_count, read_corpus
+from . import runfiles
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import MAX_ITERS, TrainConfig, resumed_config
+from .data import (CorpusError, UndecodableTextError, UnknownCharactersError, eval_stream_count,
+                   read_corpus)
 from .evaluate import chars_scored, score_text
+from .model import CELLS
 from .sample import generate
-from .threads import set_blas_threads, threads_for
+from .threads import set_blas_threads, threads_for, usable_cores
 from .plot import PlotUnavailable, plot_history
-from .train import Trainer, TrainingError, best_path, fit_to_text, history_path, run_training
+from .runfiles import (RunFilesError, best_path, check_plot_output, claimed_run, history_path,
+                       prepare_run, training_checkpoint)
+from .train import Trainer, TrainingError, fit_to_text, run_training
 
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
 DEFAULTS = TrainConfig()
@@ -27,41 +31,110 @@ EXIT_SIGNAL_BASE = 128   # a process stopped by signal N exits with 128 + N, by 
 
 
 def say(message: str) -> None:
-    """A message for the user, on stderr."""
-    click.echo(message, err=True)
+    """A message for the user, on stderr (none with -q: only errors are shown then)."""
+    context = click.get_current_context(silent=True)
+    if context is None or not context.meta.get("charrnn.quiet"):
+        click.echo(message, err=True)
+
+
+def quiet_from_now(quiet: bool) -> None:
+    """-q: from here on say() prints nothing; errors still do."""
+    click.get_current_context().meta["charrnn.quiet"] = quiet
 
 
 def fail(message: str):
     raise click.ClickException(message)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class StdoutError(click.ClickException):
+    """Stdout cannot take the output: closed, full, or unable to encode a character."""
+
+
+def stdout_error(error: BaseException | None) -> StdoutError:
+    """A one-line StdoutError for a failed write to stdout (None: stdout is closed).
+
+    Stdout is detached (see detach_stdout), so that the error is the only message."""
+    detach_stdout()
+    if isinstance(error, UnicodeEncodeError):
+        char = error.object[error.start:error.end][:1]
+        return StdoutError(
+            f"stdout's encoding ({error.encoding}) cannot show {char!r} (U+{ord(char):04X}); "
+            f"use a UTF-8 terminal, or set PYTHONIOENCODING=utf-8 (e.g. when writing to a file)")
+    if error is None:
+        return StdoutError("cannot write to stdout: it is closed")
+    return StdoutError(f"cannot write to stdout: {error.strerror or error}")
+
+
+def check_stdout_shows(text: str) -> None:
+    """Raise StdoutError now, before any work, if stdout is closed or cannot encode ``text``."""
+    out = sys.stdout
+    if out is None:
+        raise stdout_error(None)
+    try:
+        text.encode(out.encoding or "utf-8", out.errors or "strict")
+    except UnicodeEncodeError as error:
+        raise stdout_error(error) from None
+    except LookupError:   # an encoding Python cannot name: let the write decide
+        pass
+
+
+def emit(text: str) -> None:
+    """Print ``text`` and a newline on stdout, flushed; a failure is a one-line StdoutError."""
+    if sys.stdout is None:
+        raise stdout_error(None)
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except (OSError, UnicodeEncodeError) as error:
+        raise stdout_error(error) from None
+
+
+def detach_stdout() -> None:
+    """Point file descriptor 1 at /dev/null, so that Python's last flush of what is still
+    buffered cannot fail again (and print a warning) after the error has been reported."""
+    try:
+        fd = sys.stdout.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):   # no real stdout (closed, or a test's)
+        pass
+
+
+class CharrnnGroup(click.Group):
+    """click's group, plus: output that stdout cannot take is a one-line error, never a
+    traceback or an "Exception ignored" at exit (a full disk, a closed stdout, an encoding
+    that cannot show a character), whichever command or option (--help, --version) wrote it."""
+
+    def main(self, *args, **kwargs):
+        try:
+            try:
+                return super().main(*args, **kwargs)
+            finally:
+                if sys.stdout is not None:
+                    sys.stdout.flush()
+        except BrokenPipeError:   # the reader went away, as in `charrnn info | head -1`
+            detach_stdout()
+            sys.exit(1)
+        except (OSError, UnicodeEncodeError, StdoutError) as error:
+            if isinstance(error, OSError) and error.filename:   # not stdout's: name the file
+                failure = click.ClickException(f"{error.filename}: {error.strerror or error}")
+            else:
+                failure = error if isinstance(error, StdoutError) else stdout_error(error)
+            failure.show()
+            sys.exit(failure.exit_code)
+
+
+@click.group(cls=CharrnnGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="charrnn")
 def cli():
     """Train a character-level vanilla RNN on a text file and generate text from it."""
 
 
 def default_checkpoint_for(text_file: str) -> str:
-    stem = os.path.splitext(os.path.basename(text_file))[0] or "model"
-    return os.path.join(DEFAULT_CHECKPOINT_DIR, stem + ".npz")
-
-
-def check_writable_folder(checkpoint: str) -> None:
-    """Fail now, not after an hour of training, if the checkpoint cannot be written."""
-    folder = os.path.dirname(os.path.abspath(checkpoint))
-    if os.path.isdir(checkpoint):
-        fail(f"{checkpoint} is a directory; give --checkpoint a file name ending in .npz")
-    parent = folder
-    while parent and not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if parent and not os.path.isdir(parent):
-        fail(f"cannot write checkpoints in {folder}: {parent} is a file, not a folder")
-    try:
-        os.makedirs(folder, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        fail(f"cannot write checkpoints in {folder}: {error.strerror or error}")
+    return runfiles.default_checkpoint_for(text_file, DEFAULT_CHECKPOINT_DIR)
 
 
 class PositiveFloat(click.ParamType):
@@ -99,12 +172,22 @@ def range_help(text: str, default) -> str:
 
 @cli.command()
 @click.argument("text_file", metavar="TEXT_FILE")
+@click.argument("checkpoint_arg", metavar="[CHECKPOINT]", required=False)
 @click.option("--checkpoint", "checkpoint_path", metavar="PATH",
-              help="Where to save the model. [default: checkpoints/<TEXT_FILE stem>.npz]")
+              help="Where to save the model (or give it as CHECKPOINT). "
+                   "[default: checkpoints/<TEXT_FILE stem>.npz]")
 @click.option("--resume", is_flag=True, help="Continue training the model saved at --checkpoint.")
 @click.option("--force", is_flag=True, help="Start a new model even if --checkpoint exists (overwrites it).")
+@click.option("--cell", type=click.Choice(list(CELLS)), metavar="rnn|lstm|gru",
+              help=range_help("The recurrent cell: rnn (vanilla), lstm or gru.", DEFAULTS.cell))
+@click.option("--num-layers", type=click.IntRange(min=1), metavar="L",
+              help=range_help("Layers of cells, each reading the one below.",
+                              DEFAULTS.num_layers))
 @click.option("--hidden-size", type=click.IntRange(min=1), metavar="H",
-              help=range_help("Size of the hidden state.", DEFAULTS.hidden_size))
+              help=range_help("Size of the hidden state (of every layer).", DEFAULTS.hidden_size))
+@click.option("--dropout", type=Fraction(below_one=True), metavar="P",
+              help=range_help("Dropout on each layer's output in training (never on the "
+                              "recurrent state; may change on resume).", DEFAULTS.dropout))
 @click.option("--seq-length", type=click.IntRange(min=1), metavar="T",
               help=range_help("Time steps per window of truncated BPTT.", DEFAULTS.seq_length))
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="B",
@@ -120,7 +203,7 @@ def range_help(text: str, default) -> str:
                               "falls linearly to 0 (0: no decay).", DEFAULTS.decay_fraction))
 @click.option("--clip", type=POSITIVE, metavar="C",
               help=range_help("Clip gradients elementwise to [-C, C].", DEFAULTS.clip))
-@click.option("--max-iters", type=click.IntRange(min=1), metavar="N",
+@click.option("--max-iters", type=click.IntRange(min=1, max=MAX_ITERS), metavar="N",
               help=range_help("Total iterations (a resumed run continues up to N).", DEFAULTS.max_iters))
 @click.option("--val-fraction", type=Fraction(below_one=True), metavar="F",
               help=range_help("Fraction of the text, at its end, held out for validation.",
@@ -141,26 +224,30 @@ def range_help(text: str, default) -> str:
 @click.option("--threads", type=click.IntRange(min=1), metavar="N",
               help="BLAS threads for the matrix products. [default: 1 for small models, "
                    "else one per core; use 1 on a busy machine]")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def train(text_file, checkpoint_path, resume, force, threads, quiet, **options):
+@click.option("--quiet", "-q", is_flag=True,
+              help="No progress bar, samples or notes: only errors.")
+def train(text_file, checkpoint_arg, checkpoint_path, resume, force, threads, quiet, **options):
     """Train a model on TEXT_FILE, saving checkpoints as it goes.
 
     Ctrl-C saves the model and stops; run the same command with --resume to continue.
     """
+    quiet_from_now(quiet)
     overrides = {name: value for name, value in options.items() if value is not None}
-    checkpoint_path = checkpoint_path or default_checkpoint_for(text_file)
-    if not checkpoint_path.endswith(".npz"):
-        fail(f"--checkpoint {checkpoint_path}: the name must end in .npz (its .csv history and "
-             f".best.npz twin are named after it)")
+    checkpoint_path = (one_checkpoint(checkpoint_arg, checkpoint_path)
+                       or default_checkpoint_for(text_file))
     if resume and force:
         fail("--resume and --force contradict each other: --resume continues the saved model, "
              "--force replaces it")
-    exists = os.path.exists(checkpoint_path)
-    if exists and not (resume or force):
-        fail(f"{checkpoint_path} already exists: pass --resume to continue training it, "
-             f"or --force to overwrite it with a new model")
-    if resume and not exists:
-        fail(f"cannot resume: no checkpoint at {checkpoint_path}")
+    try:
+        target = training_checkpoint(checkpoint_path, text_file)
+        # Held until the command ends, however it ends: the lock, and the folder if created.
+        click.get_current_context().with_resource(
+            claimed_run(target, text_file, resume, force, note=say))
+    except RunFilesError as error:
+        fail(str(error))
+    if target != checkpoint_path:
+        say(f"note: {checkpoint_path} is a symbolic link; training the file it points to, {target}")
+        checkpoint_path = target
 
     try:
         if resume:
@@ -181,17 +268,21 @@ def train(text_file, checkpoint_path, resume, force, threads, quiet, **options):
     except UnknownCharactersError as error:
         fail(f"{text_file} has characters the checkpoint's model does not know ({error}); "
              f"train a new model with --force")
+    except UndecodableTextError as error:
+        fail(f"{error.without_advice}; the model reads {config.encoding} text (fixed when "
+             f"resuming)" if resume else str(error))
     except (CheckpointError, CorpusError, TrainingError, ValueError) as error:
         fail(str(error))
+    note_byte_order_mark(text_file, corpus)
     if saved is None and (config.batch_size, config.seq_length) != (
             overrides.get("batch_size", DEFAULTS.batch_size),
             overrides.get("seq_length", DEFAULTS.seq_length)):
         say(f"note: {text_file} is short ({len(corpus.indices)} characters); using "
             f"--batch-size {config.batch_size} --seq-length {config.seq_length}")
-    check_writable_folder(checkpoint_path)
-    remove_stale_temporaries(checkpoint_path)
-    if saved is None:
-        forget_old_model_files(checkpoint_path)
+    try:
+        prepare_run(checkpoint_path, replacing=force, note=say)
+    except RunFilesError as error:
+        fail(str(error))
     if saved is not None and saved.state.get("text_sha256") != corpus.sha256:
         say(f"note: {text_file} differs from the text this model was trained on; "
             f"its streams start again from the beginning")
@@ -205,24 +296,23 @@ def train(text_file, checkpoint_path, resume, force, threads, quiet, **options):
         f"{len(corpus.indices):,} in the text, {trainer.params.flat.size:,} parameters")
 
     try:
-        outcome = run_training(trainer, checkpoint_path, show_progress=not quiet)
+        outcome = run_training(trainer, checkpoint_path, show_progress=not quiet,
+                               log=(lambda message: None) if quiet else None)
     except (CheckpointError, TrainingError) as error:
         fail(str(error))
     if not outcome.finished:
         command = ["charrnn", "train", text_file, "--checkpoint", checkpoint_path, "--resume"]
-        say(f"interrupted at iteration {trainer.iteration}; saved {checkpoint_path}. "
-            f"To continue: {' '.join(shlex.quote(word) for word in command)}")
+        click.echo(f"interrupted at iteration {trainer.iteration}; saved {checkpoint_path}. "
+                   f"To continue: {' '.join(shlex.quote(word) for word in command)}", err=True)
         sys.exit(EXIT_SIGNAL_BASE + outcome.signal_number)
     say(f"done: iteration {trainer.iteration}, train loss {trainer.smooth_loss:.3f} nats/char, "
         f"{describe_val(trainer.history)}; saved {checkpoint_path}")
 
 
-def forget_old_model_files(checkpoint_path: str) -> None:
-    """A new model (--force) must not inherit the old one's best twin or history."""
-    for path in (best_path(checkpoint_path), history_path(checkpoint_path)):
-        if os.path.isfile(path):
-            os.unlink(path)
-            say(f"note: removed {path}, which belonged to the model being replaced")
+def note_byte_order_mark(text_file: str, corpus) -> None:
+    if corpus.byte_order_mark:
+        say(f"note: {text_file} starts with a byte-order mark (U+FEFF); it marks the encoding, "
+            f"it is not part of the text, and was left out")
 
 
 def choose_threads(trainer: Trainer, requested: int | None) -> None:
@@ -232,12 +322,23 @@ def choose_threads(trainer: Trainer, requested: int | None) -> None:
     keeps the count it was trained with unless told otherwise.
     """
     saved = trainer.blas_threads
+    cores = usable_cores()
+    if requested is not None and requested > cores:
+        say(f"note: --threads {requested} is more than the {cores} usable core(s); using {cores}")
+        requested = cores
     count = requested or saved or threads_for(trainer.config.batch_size, trainer.config.hidden_size)
     if saved is not None and count != saved:
         say(f"note: this model was trained with {saved} BLAS thread(s), now {count}; "
             f"results will differ from an uninterrupted run in the last bits")
     set_blas_threads(count)
     trainer.blas_threads = count
+
+
+def describe_model(config: TrainConfig) -> str:
+    """``2-layer lstm, hidden size 256, dropout 0.1``."""
+    dropout = f", dropout {config.dropout:g}" if config.dropout else ""
+    return (f"{config.num_layers}-layer {config.cell}, hidden size {config.hidden_size}"
+            f"{dropout}")
 
 
 def nats_and_bits(nats: float, digits: int) -> str:
@@ -255,32 +356,54 @@ def describe_val(history) -> str:
 def latest_checkpoint() -> str:
     """The most recently written checkpoint under checkpoints/ (not counting .best files)."""
     try:
-        names = [os.path.join(DEFAULT_CHECKPOINT_DIR, name) for name in os.listdir(DEFAULT_CHECKPOINT_DIR)
-                 if name.endswith(".npz") and not name.endswith(".best.npz")]
-    except OSError:
-        names = []
-    if not names:
+        path = runfiles.latest_checkpoint(DEFAULT_CHECKPOINT_DIR)
+    except RunFilesError as error:
+        fail(str(error))
+    if path is None:
         fail(f"no checkpoint found in {DEFAULT_CHECKPOINT_DIR}/: train one with "
              f"'charrnn train TEXT_FILE', or pass --checkpoint PATH")
-    return max(names, key=os.path.getmtime)
+    return path
 
 
-def open_checkpoint(path: str | None, best: bool = False):
-    """Load the checkpoint at ``path`` (default: the latest), or its .best twin."""
+def one_checkpoint(positional: str | None, option: str | None) -> str | None:
+    """The checkpoint, given as CHECKPOINT or as --checkpoint PATH (both only if the same)."""
+    if positional is not None and option is not None and (
+            os.path.abspath(positional) != os.path.abspath(option)):
+        raise click.UsageError(f"two checkpoints given, {positional} and --checkpoint {option}; "
+                               f"give one")
+    return option if option is not None else positional
+
+
+def open_checkpoint(path: str | None, best: bool = False, mention_best: bool = False):
+    """Load the checkpoint at ``path`` (default: the latest), or its .best twin.
+
+    ``mention_best``: note on stderr when the .best twin has a lower validation loss than
+    the checkpoint's last one (an overfit model is the likely reason).
+    """
     if path is None:
         path = latest_checkpoint()
         say(f"using {path}" if not best else f"using the best of {path}")
     if best:
-        path = best_path(path)
+        path = best_path(runfiles.checkpoint_target(path))
     try:
-        return path, load_checkpoint(path)
+        checkpoint = load_checkpoint(path)
     except CheckpointError as error:
         fail(str(error))
+    if mention_best and not best:
+        best_loss, last_loss = (checkpoint.state.get(key) for key in ("best_val_loss", "last_val_loss"))
+        twin = best_path(runfiles.checkpoint_target(path))
+        if best_loss is not None and last_loss is not None and best_loss < last_loss and (
+                os.path.isfile(twin)):
+            say(f"note: {twin} has a lower validation loss ({best_loss:.3f} nats/char) than this "
+                f"checkpoint's last ({last_loss:.3f}); add --best to use it")
+    return path, checkpoint
 
 
 @cli.command()
+@click.argument("checkpoint_arg", metavar="[CHECKPOINT]", required=False)
 @click.option("--checkpoint", "checkpoint_path", metavar="PATH",
-              help="Model to sample from. [default: the latest checkpoint in checkpoints/]")
+              help="Model to sample from (or give it as CHECKPOINT). "
+                   "[default: the latest checkpoint in checkpoints/]")
 @click.option("--best", is_flag=True, help="Use the checkpoint's lowest-validation-loss twin (.best.npz).")
 @click.option("--seed", default="", metavar="TEXT",
               help="Text to prime the network with; printed before the generated text. [default: none]")
@@ -294,16 +417,23 @@ def open_checkpoint(path: str | None, best: bool = False):
 @click.option("--greedy", is_flag=True, help="Always take the most likely character (no randomness).")
 @click.option("--random-seed", type=click.IntRange(min=0), metavar="SEED",
               help="Seed for the draws; the same seed gives the same text. [default: random]")
-def sample(checkpoint_path, best, seed, length, temperature, top_k, greedy, random_seed):
+@click.option("--quiet", "-q", is_flag=True, help="No notes on stderr, only errors.")
+def sample(checkpoint_arg, checkpoint_path, best, seed, length, temperature, top_k, greedy,
+           random_seed, quiet):
     """Generate text from a trained model and print it to stdout."""
-    _, checkpoint = open_checkpoint(checkpoint_path, best)
+    quiet_from_now(quiet)
+    checkpoint_path = one_checkpoint(checkpoint_arg, checkpoint_path)
+    check_stdout_shows(seed)
+    _, checkpoint = open_checkpoint(checkpoint_path, best, mention_best=True)
     vocab = checkpoint.vocab
     if top_k is not None and top_k > len(vocab):
         fail(f"--top-k {top_k} is larger than the vocabulary ({len(vocab)} characters)")
+    # Every character the model may write must be printable, checked before the first one.
+    check_stdout_shows("".join(vocab.chars) + "\n")
     rng = np.random.default_rng(random_seed)
     set_blas_threads(1)   # one character at a time: products far too small to share
     try:
-        characters = generate(checkpoint.params, vocab, seed, length, rng,
+        characters = generate(checkpoint.network(), checkpoint.params, vocab, seed, length, rng,
                               temperature=temperature, top_k=top_k, greedy=greedy)
     except UnknownCharactersError as error:
         fail(f"--seed has {error}")
@@ -311,7 +441,9 @@ def sample(checkpoint_path, best, seed, length, temperature, top_k, greedy, rand
         fail(str(error))
     try:
         write_stream(seed, characters)
-    except BrokenPipeError:
+    except (OSError, UnicodeEncodeError) as error:
+        if not isinstance(error, BrokenPipeError):
+            raise stdout_error(error) from None
         # The reader went away (e.g. `charrnn sample | head`): stop quietly, as cat would.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(EXIT_SIGNAL_BASE + 13)   # 13 is SIGPIPE
@@ -330,76 +462,91 @@ def write_stream(start: str, characters) -> None:
 
 
 @cli.command()
-@click.argument("checkpoint_path", metavar="[CHECKPOINT]", required=False)
-def info(checkpoint_path):
+@click.argument("checkpoint_arg", metavar="[CHECKPOINT]", required=False)
+@click.option("--checkpoint", "checkpoint_path", metavar="PATH",
+              help="The checkpoint (or give it as CHECKPOINT). [default: the latest in checkpoints/]")
+def info(checkpoint_arg, checkpoint_path):
     """Describe a checkpoint: settings, vocabulary, progress and losses."""
-    path, checkpoint = open_checkpoint(checkpoint_path)
+    path, checkpoint = open_checkpoint(one_checkpoint(checkpoint_arg, checkpoint_path))
     state, config = checkpoint.state, checkpoint.config
     lines = [f"checkpoint:        {path}",
              f"iteration:         {state['iteration']} of {config.max_iters}",
              f"characters seen:   {state['chars_seen']:,}",
              f"training time:     {state['elapsed_seconds']:.1f} s",
              f"vocabulary:        {len(checkpoint.vocab)} characters",
+             f"model:             {describe_model(config)}",
              f"parameters:        {checkpoint.params.flat.size:,}",
              f"train loss:        {state['smooth_loss']:.4f} nats/char (smoothed)"]
     for label, key in (("validation loss:", "last_val_loss"), ("best val. loss:", "best_val_loss")):
         value = state.get(key)
         shown = nats_and_bits(value, 4) if value is not None else "-"
         lines.append(f"{label:<19}{shown}")
-    lines.append(f"history:           {history_path(path)} ({len(checkpoint.history)} evaluations)")
+    for name, description, count in checkpoint.network().layer_summary():
+        lines.append(f"  {name + ':':<17}{description}, {count:,} parameters")
+    lines.append(f"history:           {history_path(runfiles.checkpoint_target(path))} ({len(checkpoint.history)} evaluations)")
     lines.append("settings:")
     lines += [f"  {name:<17}{value}" for name, value in config.to_dict().items()]
-    click.echo("\n".join(lines))
+    emit("\n".join(lines))
 
 
 @cli.command(name="eval")
 @click.argument("text_file", metavar="TEXT_FILE")
+@click.argument("checkpoint_arg", metavar="[CHECKPOINT]", required=False)
 @click.option("--checkpoint", "checkpoint_path", metavar="PATH",
-              help="Model to evaluate. [default: the latest checkpoint in checkpoints/]")
+              help="Model to evaluate (or give it as CHECKPOINT). "
+                   "[default: the latest checkpoint in checkpoints/]")
 @click.option("--best", is_flag=True, help="Use the checkpoint's lowest-validation-loss twin (.best.npz).")
 @click.option("--skip-unknown", is_flag=True,
               help="Leave out characters the model does not know (they are counted) instead of failing.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def evaluate(text_file, checkpoint_path, best, skip_unknown, quiet):
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no notes, only errors.")
+def evaluate(text_file, checkpoint_arg, checkpoint_path, best, skip_unknown, quiet):
     """Score a model on TEXT_FILE: cross-entropy in nats and bits per character, perplexity.
 
     The hidden state is carried through the text, as in training's validation loss.
     """
-    _, checkpoint = open_checkpoint(checkpoint_path, best)
+    quiet_from_now(quiet)
+    check_stdout_shows("")
+    _, checkpoint = open_checkpoint(one_checkpoint(checkpoint_arg, checkpoint_path), best,
+                                    mention_best=True)
     try:
         corpus = read_corpus(text_file, checkpoint.config.encoding, vocab=checkpoint.vocab,
                              skip_unknown=skip_unknown)
     except UnknownCharactersError as error:
         fail(f"{text_file} has {error}; pass --skip-unknown to leave them out")
+    except UndecodableTextError as error:
+        fail(f"{error.without_advice} (the model reads {checkpoint.config.encoding} text)")
     except CorpusError as error:
         fail(str(error))
+    note_byte_order_mark(text_file, corpus)
     streams = eval_stream_count(len(corpus.indices))
     set_blas_threads(threads_for(streams, checkpoint.config.hidden_size))
     with tqdm(total=chars_scored(len(corpus.indices)), unit="char", unit_scale=True, file=sys.stderr,
               disable=quiet, leave=False) as bar:
-        result = score_text(checkpoint.params, corpus.indices, on_progress=bar.update)
+        result = score_text(checkpoint.network(), checkpoint.params, corpus.indices,
+                            on_progress=bar.update)
     if result.count == 0:
         fail(f"{text_file} is too short to score (it needs at least 2 known characters)")
     skipped = f", {corpus.skipped:,} unknown skipped" if corpus.skipped else ""
-    click.echo(f"{result.nats_per_char:.4f} nats/char  {result.bits_per_char:.4f} bits/char  "
-               f"perplexity {result.perplexity:.3f}  ({result.count:,} characters scored{skipped})")
+    emit(f"{result.nats_per_char:.4f} nats/char  {result.bits_per_char:.4f} bits/char  "
+         f"perplexity {result.perplexity:.3f}  ({result.count:,} characters scored{skipped})")
 
 
 @cli.command()
-@click.argument("checkpoint_path", metavar="[CHECKPOINT]", required=False)
+@click.argument("checkpoint_arg", metavar="[CHECKPOINT]", required=False)
+@click.option("--checkpoint", "checkpoint_path", metavar="PATH",
+              help="The checkpoint (or give it as CHECKPOINT). [default: the latest in checkpoints/]")
 @click.option("-o", "--output", metavar="FILE.png",
               help="Where to write the PNG. [default: the checkpoint's path with .png]")
-def plot(checkpoint_path, output):
+def plot(checkpoint_arg, checkpoint_path, output):
     """Plot train and validation loss (bits/char) against characters seen, as a PNG."""
-    path, checkpoint = open_checkpoint(checkpoint_path)
+    path, checkpoint = open_checkpoint(one_checkpoint(checkpoint_arg, checkpoint_path))
     if len(checkpoint.history) == 0:
         fail(f"{path} has no evaluations yet: train it past --eval-every iterations first")
     output = output or os.path.splitext(path)[0] + ".png"
-    if output.endswith(".npz") or os.path.abspath(output) == os.path.abspath(path):
-        fail(f"-o {output} would overwrite a checkpoint; name a .png file")
     try:
+        check_plot_output(output, path)
         plot_history(checkpoint.history, output, title=os.path.basename(path))
-    except PlotUnavailable as error:
+    except (PlotUnavailable, RunFilesError) as error:
         fail(str(error))
     except OSError as error:
         fail(f"cannot write {output}: {error.strerror or error}")

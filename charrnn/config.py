@@ -1,20 +1,30 @@
 """Training settings: every default in one place, and the rules for changing them on resume."""
 from __future__ import annotations
 
+import codecs
 import dataclasses
 from dataclasses import dataclass
 
+from .model import CELLS, ModelSpec
+
 DTYPES = ("float32", "float64")
+# No run gets near this (a year at 30 microseconds an iteration); beyond it counts are typos,
+# and past about 10**308 they no longer fit in a float (the learning-rate schedule's maths).
+MAX_ITERS = 10**12
 
 # Checkpoints written before a setting existed were trained as if it had these values.
-SETTINGS_BEFORE_THEY_EXISTED = {"warmup_fraction": 0.0, "decay_fraction": 0.0}
+SETTINGS_BEFORE_THEY_EXISTED = {"warmup_fraction": 0.0, "decay_fraction": 0.0,
+                                "cell": "rnn", "num_layers": 1, "dropout": 0.0}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides a training run. Saved in every checkpoint as JSON."""
 
-    hidden_size: int = 256          # H, size of the hidden state
+    cell: str = "rnn"               # the recurrent cell: rnn (vanilla), lstm or gru
+    num_layers: int = 1             # L, cells stacked, each reading the one below
+    hidden_size: int = 256          # H, size of the hidden state (of every layer)
+    dropout: float = 0.0            # inverted dropout on each layer's output, in training
     seq_length: int = 32            # T, time steps per window of truncated BPTT
     batch_size: int = 32            # B, parallel streams the text is cut into
     learning_rate: float = 0.07     # Adagrad step size at the schedule's peak
@@ -33,6 +43,11 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def model_spec(self, vocab_size: int) -> ModelSpec:
+        """The model these settings describe, for a vocabulary of ``vocab_size`` characters."""
+        return ModelSpec(vocab_size=vocab_size, hidden_size=self.hidden_size, cell=self.cell,
+                         num_layers=self.num_layers, dropout=self.dropout)
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -62,6 +77,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError if a value is out of its range."""
+        if self.max_iters > MAX_ITERS:
+            raise ValueError(f"max_iters must be at most {MAX_ITERS:,}, not {self.max_iters}")
         for name in ("hidden_size", "seq_length", "batch_size", "max_iters",
                      "eval_every", "checkpoint_every"):
             if getattr(self, name) < 1:
@@ -74,22 +91,41 @@ class TrainConfig:
         for name in ("learning_rate", "clip", "init_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be greater than 0, not {getattr(self, name)}")
+        if self.num_layers < 1:
+            raise ValueError(f"num_layers must be at least 1, not {self.num_layers}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), not {self.val_fraction}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
 
 
+def encoding_name(name: str) -> str:
+    """Python's own name for an encoding (``UTF8`` -> ``utf-8``), or ``name`` if it has none."""
+    try:
+        return codecs.lookup(name).name
+    except (LookupError, TypeError, ValueError):
+        return name
+
+
 # Settings that fix the model or the data it sees: a resumed run must keep them.
-FIXED_ON_RESUME = ("hidden_size", "seq_length", "batch_size", "val_fraction", "dtype",
-                   "random_seed", "init_scale", "encoding")
+FIXED_ON_RESUME = ("cell", "num_layers", "hidden_size", "seq_length", "batch_size",
+                   "val_fraction", "dtype", "random_seed", "init_scale", "encoding")
 
 
 def resumed_config(saved: TrainConfig, overrides: dict) -> TrainConfig:
     """The saved config with the user's ``overrides`` applied, for a resumed run.
 
-    Raises ValueError if an override changes a setting in FIXED_ON_RESUME.
+    Raises ValueError if an override changes a setting in FIXED_ON_RESUME. Two names of one
+    encoding (``UTF-8`` and ``utf8``) are the same setting: the saved name is kept.
     """
+    overrides = dict(overrides)
+    if "encoding" in overrides and (
+            encoding_name(overrides["encoding"]) == encoding_name(saved.encoding)):
+        del overrides["encoding"]
     for name in FIXED_ON_RESUME:
         if name in overrides and overrides[name] != getattr(saved, name):
             raise ValueError(

@@ -2,15 +2,22 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from .data import eval_stream_count, make_streams
-from .rnn import forward
+from .model import Network, ParamSet
 
-EVAL_WINDOW = 256   # time steps per forward call when scoring
+EVAL_WINDOW = 256   # time steps per forward call when scoring, at most
+EVAL_BLOCK_BYTES = 1 << 26   # and no more than 64 MiB of (steps x streams x V) probabilities
+
+
+def eval_window_steps(num_streams: int, vocab_size: int, itemsize: int) -> int:
+    """Time steps per forward call: EVAL_WINDOW, or fewer (at least one) so that the window's
+    probabilities, ``steps * num_streams * vocab_size`` values of ``itemsize`` bytes, stay
+    within EVAL_BLOCK_BYTES. Below about 2,000 characters of vocabulary this is EVAL_WINDOW."""
+    return max(1, min(EVAL_WINDOW, EVAL_BLOCK_BYTES // (num_streams * vocab_size * itemsize)))
 
 
 @dataclass(frozen=True)
@@ -38,25 +45,26 @@ def chars_scored(num_chars: int) -> int:
     return max(num_chars // num_streams - 1, 0) * num_streams
 
 
-def score_text(params: Mapping[str, np.ndarray], indices: np.ndarray, on_progress=None) -> Score:
+def score_text(network: Network, params: ParamSet, indices: np.ndarray,
+               on_progress=None) -> Score:
     """Cross-entropy of a model on ``indices`` (N,), every character predicted from all before it.
 
     The text is cut into eval_stream_count(N) contiguous streams scored side by side (for
-    speed); each stream starts from a zero hidden state, and its first character is context
+    speed); each stream starts from a zero state, and its first character is context
     only. ``on_progress(characters_scored)`` is called after each window.
     """
-    H = params["Whh"].shape[0]
     num_streams = eval_stream_count(len(indices))
+    window = eval_window_steps(num_streams, network.vocab_size, network.dtype.itemsize)
     streams = make_streams(indices, num_streams)          # (L, B)
     steps = len(streams) - 1
-    hidden = np.zeros((num_streams, H), dtype=params["Whh"].dtype)
+    state = network.zero_state(num_streams)
     total = 0.0
-    ws = None
-    for start in range(0, max(steps, 0), EVAL_WINDOW):
-        stop = min(start + EVAL_WINDOW, steps)
-        loss, cache = forward(params, streams[start:stop], streams[start + 1:stop + 1], hidden, ws)
+    for start in range(0, max(steps, 0), window):
+        stop = min(start + window, steps)
+        loss, cache = network.forward(params, streams[start:stop], streams[start + 1:stop + 1],
+                                      state)
         total += loss * num_streams
-        hidden, ws = cache.hs[-1], cache.ws   # forward copies hidden into ws before overwriting
+        network.carry_state(state, cache)
         if on_progress is not None:
             on_progress((stop - start) * num_streams)
     return Score(total, max(steps, 0) * num_streams)

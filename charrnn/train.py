@@ -14,14 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from .checkpoint import (HISTORY_COLUMNS, Checkpoint, CheckpointError, atomic_file,
-                         save_checkpoint)
+from .checkpoint import HISTORY_COLUMNS, Checkpoint, CheckpointError, save_checkpoint
 from .config import TrainConfig
 from .data import (Corpus, WindowCursor, make_streams, min_stream_length, split_validation,
                    validation_size)
 from .evaluate import score_text
+from .model import Network
 from .optim import Adagrad, clip_gradients, scheduled_learning_rate
-from .rnn import Workspace, backward, forward, init_params
+from .runfiles import atomic_file, best_path, history_path  # noqa: F401 (names used to live here)
 from .sample import generate
 
 LOSS_SMOOTHING = 0.99          # smooth_loss = 0.99 * smooth_loss + 0.01 * loss, per iteration
@@ -32,22 +32,6 @@ class TrainingError(Exception):
     """Training cannot start or cannot go on; the message says why in one line."""
 
 
-def _stem(checkpoint_path: str) -> str:
-    """``run.npz`` and ``run.best.npz`` -> ``run``."""
-    stem, _ = os.path.splitext(checkpoint_path)
-    return stem[:-len(".best")] if stem.endswith(".best") else stem
-
-
-def best_path(checkpoint_path: str) -> str:
-    """``run.npz`` -> ``run.best.npz``: where the lowest-validation-loss model is kept."""
-    return _stem(checkpoint_path) + ".best.npz"
-
-
-def history_path(checkpoint_path: str) -> str:
-    """``run.npz`` -> ``run.csv``: the evaluation history, one row per evaluation."""
-    return _stem(checkpoint_path) + ".csv"
-
-
 class Trainer:
     """A model in training: parameters, Adagrad, the streams, and where each stream is."""
 
@@ -56,25 +40,28 @@ class Trainer:
         self.vocab = corpus.vocab
         self.text_sha256 = corpus.sha256
         train_indices, self.val_indices = split_validation(corpus.indices, config.val_fraction)
-        check_text_fits(len(train_indices), config)
+        check_text_fits(len(train_indices), config, resumed=checkpoint is not None)
         self.streams = make_streams(train_indices, config.batch_size)   # (L, B)
         self.rng = np.random.default_rng(config.random_seed)
-        H, B, V = config.hidden_size, config.batch_size, len(self.vocab)
+        B = config.batch_size
+        # From the run's settings, not the checkpoint's: dropout may change on resume.
+        self.network = Network(config.model_spec(len(self.vocab)), config.dtype)
+        check_memory(self.network, config, resumed=checkpoint is not None)
 
         if checkpoint is None:
-            self.params = init_params(V, H, self.rng, dtype=config.dtype, scale=config.init_scale)
+            self.params = self.network.init_params(self.rng, config.init_scale)
             self.memory = self.params.zeros_like()
-            self.hidden = np.zeros((B, H), dtype=config.dtype)
+            self.carry = self.network.zero_state(B)
             self.iteration = self.chars_seen = 0
             self.position = 0
-            self.smooth_loss = math.log(V)   # the loss per character of a uniform guess
+            self.smooth_loss = math.log(len(self.vocab))   # the loss of a uniform guess
             self.elapsed_seconds = 0.0
             self.history = np.zeros((0, len(HISTORY_COLUMNS)))
             self.best_val_loss = math.inf
         else:
             state = checkpoint.state
             self.params, self.memory = checkpoint.params, checkpoint.memory
-            self.hidden = checkpoint.hidden
+            self.carry = checkpoint.carry
             self.iteration, self.chars_seen = state["iteration"], state["chars_seen"]
             self.position = state["position"]
             self.smooth_loss = float(state["smooth_loss"])
@@ -92,7 +79,6 @@ class Trainer:
         self.grads = self.params.zeros_like()
         self.optimizer = Adagrad(self.memory.flat, config.learning_rate)
         self.cursor = WindowCursor(self.streams, config.seq_length, self.position)
-        self.workspace = Workspace(config.seq_length, B, H, V, config.dtype)
 
     @property
     def chars_per_iteration(self) -> int:
@@ -102,13 +88,15 @@ class Trainer:
         """One iteration of truncated BPTT and Adagrad; returns the mean loss per character."""
         inputs, targets, restarted = self.cursor.next_window()
         if restarted:
-            self.hidden.fill(0)
+            for array in self.carry.values():   # a new pass starts from a zero state
+                array.fill(0)
         self.optimizer.learning_rate = self.next_learning_rate()
         # Overflow is caught below, with advice, rather than as NumPy warnings along the way.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            loss, cache = forward(self.params, inputs, targets, self.hidden, self.workspace)
-            backward(self.params, cache, self.grads)
-            self.hidden[...] = cache.hs[-1]
+            masks = self.network.draw_dropout_masks(self.rng, *inputs.shape)
+            loss, cache = self.network.forward(self.params, inputs, targets, self.carry, masks)
+            self.network.backward(self.params, cache, self.grads)
+            self.network.carry_state(self.carry, cache)
             clip_gradients(self.grads.flat, self.config.clip)
             self.optimizer.update(self.params.flat, self.grads.flat)
 
@@ -145,7 +133,7 @@ class Trainer:
         """Mean loss per character (nats) on the held-out text; NaN when there is none."""
         if len(self.val_indices) < 2:
             return math.nan
-        return score_text(self.params, self.val_indices).nats_per_char
+        return score_text(self.network, self.params, self.val_indices).nats_per_char
 
     def record_evaluation(self, val_loss: float) -> bool:
         """Append a history row; returns True if ``val_loss`` is the best so far."""
@@ -159,7 +147,7 @@ class Trainer:
     def sample(self, length: int = TRAINING_SAMPLE_LENGTH) -> str:
         """A short sample, from an RNG of its own so that training stays unaffected."""
         rng = np.random.default_rng([self.config.random_seed, self.iteration])
-        return "".join(generate(self.params, self.vocab, "", length, rng))
+        return "".join(generate(self.network, self.params, self.vocab, "", length, rng))
 
     def to_checkpoint(self) -> Checkpoint:
         last_val = float(self.history[-1, 3]) if len(self.history) else None
@@ -175,27 +163,81 @@ class Trainer:
             "last_val_loss": None if last_val is None or math.isnan(last_val) else last_val,
             "blas_threads": self.blas_threads,
         }
-        return Checkpoint(self.config, self.vocab, self.params, self.memory, self.hidden.copy(),
+        carry = {name: array.copy() for name, array in self.carry.items()}
+        return Checkpoint(self.config, self.vocab, self.params, self.memory, carry,
                           state, self.history.copy())
 
 
-def check_text_fits(num_train_chars: int, config: TrainConfig) -> None:
-    """Raise TrainingError unless the training text gives every stream at least one window."""
+def training_memory_bytes(network: Network, config: TrainConfig) -> int:
+    """A lower estimate of the memory training allocates, in bytes: the parameters three times
+    (weights, gradients, Adagrad memories), a window's logits twice (T*B*V values, and as many
+    again for the backward pass or a small vocabulary's one-hot buffer) and four (T, B, H)
+    buffers per layer. Python integers throughout, so absurd sizes cannot overflow."""
+    T, B, H, V = config.seq_length, config.batch_size, config.hidden_size, network.vocab_size
+    params = sum(math.prod(shape) for shape in network.param_shapes.values())
+    values = 3 * params + 2 * T * B * V + 4 * T * B * H * config.num_layers
+    return values * network.dtype.itemsize
+
+
+def physical_memory_bytes() -> int | None:
+    """The machine's RAM in bytes, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def format_bytes(count: float) -> str:
+    """``12.0 TB``, ``850 MB``: a byte count for people (decimal units)."""
+    if count > 10**18:   # also keeps integers too large for a float out of the division
+        return "more than 1,000,000 TB"
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if count >= size:
+            return f"{count / size:,.1f} {unit}" if count < 100 * size else f"{count / size:,.0f} {unit}"
+    return f"{count / 1e3:.0f} kB"
+
+
+def check_memory(network: Network, config: TrainConfig, resumed: bool = False) -> None:
+    """Raise TrainingError, before anything is allocated, if training this model needs more
+    memory than the machine has (see training_memory_bytes), saying how much it needs."""
+    needed, available = training_memory_bytes(network, config), physical_memory_bytes()
+    if available is None or needed <= available:
+        return
+    advice = ("this model cannot be trained further on this machine" if resumed else
+              "use a smaller --hidden-size (or --batch-size, --seq-length)")
+    raise TrainingError(
+        f"training a model of hidden size {config.hidden_size} on {network.vocab_size:,} "
+        f"characters needs at least {format_bytes(needed)} of memory, more than this machine's "
+        f"{format_bytes(available)}; {advice}")
+
+
+def check_text_fits(num_train_chars: int, config: TrainConfig, resumed: bool = False) -> None:
+    """Raise TrainingError unless the training text gives every stream at least one window.
+
+    The message gives the settings as values, not as options the user may never have typed,
+    and a resumed run (whose sizes are fixed) is not advised to change them.
+    """
     needed = min_stream_length(config.seq_length) * config.batch_size
     smallest = min_stream_length(1)
+    held_out = (f"after holding out {config.val_fraction * 100:g}% of it for validation"
+                + ("" if resumed else ", see --val-fraction"))
     if num_train_chars < smallest:
-        raise TrainingError(
-            f"the training text has {num_train_chars} characters (after holding out "
-            f"--val-fraction {config.val_fraction}); at least {smallest} are needed")
+        raise TrainingError(f"the training text has {num_train_chars} characters ({held_out}); "
+                            f"at least {smallest} are needed")
     if num_train_chars < needed:
+        sizes = (f"a batch size of {config.batch_size} and a sequence length of "
+                 f"{config.seq_length} need at least {needed} (batch size * (sequence length + 2))")
+        if resumed:
+            raise TrainingError(
+                f"the training text has {num_train_chars} characters ({held_out}), but this "
+                f"model's {sizes}, and they are fixed when resuming; use a longer text, or start "
+                f"a new model with --force")
         fitting_batch = num_train_chars // min_stream_length(config.seq_length)
         hint = (f"--batch-size {fitting_batch} would fit" if fitting_batch >= 1 else
                 f"--seq-length {num_train_chars - 2} --batch-size 1 is the most that fits")
         raise TrainingError(
-            f"the training text has {num_train_chars} characters (after holding out "
-            f"--val-fraction {config.val_fraction}), but --batch-size {config.batch_size} and "
-            f"--seq-length {config.seq_length} need at least {needed} "
-            f"(batch_size * (seq_length + 2)); {hint}, or use a longer text")
+            f"the training text has {num_train_chars} characters ({held_out}), but {sizes}; "
+            f"{hint}, or use a longer text")
 
 
 def fit_to_text(config: TrainConfig, num_chars: int, adjustable=("batch_size", "seq_length")
@@ -259,6 +301,35 @@ def write_history_csv(path: str, history: np.ndarray) -> None:
         raise CheckpointError(f"could not write history {path}: {error.strerror or error}") from None
 
 
+OVERFIT_PATIENCE = 3   # validation losses rising this many evaluations in a row: say so
+
+
+def rising_streak(history: np.ndarray) -> int:
+    """How many evaluations in a row, ending with the latest, had a higher validation loss
+    than the evaluation before them (0 if the latest did not rise; a NaN ends the streak).
+
+    ``history`` has one row per evaluation, the validation loss in column 3.
+    """
+    val = history[:, 3]
+    streak = 0
+    while streak + 1 < len(val) and val[-1 - streak] > val[-2 - streak]:
+        streak += 1
+    return streak
+
+
+def overfitting_message(history: np.ndarray, best_checkpoint: str) -> str | None:
+    """A note for the user when the validation loss has just risen OVERFIT_PATIENCE times in a
+    row (once per rise: not again at the next evaluation while it keeps rising), else None."""
+    streak = rising_streak(history)
+    if streak != OVERFIT_PATIENCE:
+        return None
+    before, now = history[-1 - streak, 3], history[-1, 3]
+    return (f"note: the validation loss has risen {streak} evaluations in a row ({before:.3f} -> "
+            f"{now:.3f} nats/char): the model is learning its training text by heart. The best "
+            f"model so far is kept in {best_checkpoint}; train for fewer iterations "
+            f"(--max-iters), use a smaller --hidden-size, or give it more text")
+
+
 def run_training(trainer: Trainer, checkpoint_path: str, show_progress: bool = True,
                  log=None) -> Outcome:
     """Train up to ``config.max_iters``, evaluating, sampling and saving along the way.
@@ -266,7 +337,8 @@ def run_training(trainer: Trainer, checkpoint_path: str, show_progress: bool = T
     Saves to ``checkpoint_path`` every ``checkpoint_every`` iterations, at the end, and when
     SIGINT or SIGTERM arrives (after finishing the current iteration). Whenever the validation
     loss improves, the model is also saved to ``best_path(checkpoint_path)``.
-    ``log(message)`` receives messages for the user (defaults to stderr).
+    ``log(message)`` receives messages for the user (defaults to stderr): the samples, and a
+    note when the validation loss keeps rising (see overfitting_message).
     """
     config = trainer.config
     log = log or (lambda message: tqdm.write(message, file=sys.stderr))
@@ -285,6 +357,9 @@ def run_training(trainer: Trainer, checkpoint_path: str, show_progress: bool = T
         if trainer.record_evaluation(val_loss):
             save_checkpoint(best_path(checkpoint_path), trainer.to_checkpoint())
         write_history_csv(history_path(checkpoint_path), trainer.history)
+        overfitting = overfitting_message(trainer.history, best_path(checkpoint_path))
+        if overfitting:
+            log(overfitting)
 
     try:
         with deferred_signals() as caught:

@@ -93,8 +93,10 @@ def train_command(resume: bool, max_iters: str = FOREVER, checkpoint: str = CHEC
 
 
 def temporary_files(folder: str) -> list[str]:
-    """Files in the checkpoint folder other than the checkpoint, its best twin and history."""
+    """Files in the checkpoint folder other than the checkpoint, its best twin and history,
+    and the lock (a killed run leaves it; the next run takes it over)."""
     known = {os.path.basename(p) for p in (CHECKPOINT, BEST, HISTORY)}
+    known.add(f".{os.path.basename(CHECKPOINT)}.lock")
     try:
         return sorted(name for name in os.listdir(folder) if name not in known)
     except FileNotFoundError:
@@ -166,9 +168,10 @@ def kill_once(workdir: str, rng: np.random.Generator, report: Report, round_numb
 
 def model_state(path: str) -> dict[str, bytes]:
     checkpoint = load_checkpoint(path)
-    state = {name: checkpoint.params[name].tobytes() for name in checkpoint.params}
-    state.update({"m" + name: checkpoint.memory[name].tobytes() for name in checkpoint.memory})
-    state["hidden"] = checkpoint.hidden.tobytes()
+    state = {"params." + name: checkpoint.params[name].tobytes() for name in checkpoint.params}
+    state.update({"adagrad." + name: checkpoint.memory[name].tobytes()
+                  for name in checkpoint.memory})
+    state.update({"carry." + name: checkpoint.carry[name].tobytes() for name in checkpoint.carry})
     state["position"] = str(checkpoint.state["position"]).encode()
     return state
 

@@ -65,7 +65,14 @@ def test_bench_corpus_quick_prints_its_table():
     assert "read_corpus" in output and "train" in output
 
 
-@pytest.mark.parametrize("script", ["bench_train.py", "bench_sample.py", "bench_corpus.py", "tune.py"])
+def test_bench_memory_quick_prints_its_table():
+    output = run_benchmark("bench_memory.py")
+    header_line(output, "command", "V", "peak RSS MB", "checkpoint MB", "command line")
+    assert "charrnn sample" in output and "charrnn eval" in output and "20,000" in output
+
+
+@pytest.mark.parametrize("script", ["bench_train.py", "bench_sample.py", "bench_corpus.py",
+                                    "bench_memory.py", "tune.py"])
 def test_help_describes_the_quick_mode(script):
     done = subprocess.run([sys.executable, os.path.join(BENCHMARKS, script), "--help"],
                           capture_output=True, text=True, cwd=REPO, timeout=60)
@@ -77,10 +84,11 @@ def test_profile_step_times_the_statements_of_a_step():
                            "--config", "16,8,2", "--steps", "5", "--min-us", "0"],
                           capture_output=True, text=True, cwd=REPO, timeout=60)
     assert done.returncode == 0, done.stderr
-    for section in ("Trainer.step", "rnn.forward", "rnn.backward", "Adagrad.update"):
+    for section in ("Trainer.step", "Network.forward", "rnn.forward", "Network.backward",
+                    "rnn.backward", "Adagrad.update"):
         assert f"\n{section}: " in done.stdout
     # with --min-us 0 every statement is listed: forward has more than a handful
-    forward_part = done.stdout.split("\nrnn.forward: ")[1].split("\nrnn.backward: ")[0]
+    forward_part = done.stdout.split("\nNetwork.forward: ")[1].split("\nrnn.forward: ")[0]
     assert len(forward_part.strip().splitlines()) > 5
 
 

@@ -21,10 +21,19 @@ from charrnn.checkpoint import (FORMAT_VERSION, HISTORY_COLUMNS, Checkpoint, Che
                                 load_checkpoint, save_checkpoint)
 from charrnn.config import TrainConfig
 from charrnn.data import Vocabulary
-from charrnn.rnn import PARAM_NAMES, ParamSet, param_shapes
+from charrnn.model import ModelSpec, Network, ParamSet
 
-PARAM_KEYS = PARAM_NAMES + tuple("m" + name for name in PARAM_NAMES)
-ALL_KEYS = ("format_version", "vocab", "config", "state", "hidden", "history") + PARAM_KEYS
+# The parameters of one vanilla layer (the model of TrainConfig's defaults), and its state.
+PARAM_NAMES = ("l1.Wxh", "l1.Whh", "l1.bh", "Why", "by")
+CARRY_NAMES = ("l1.h",)
+PARAM_KEYS = (tuple("params." + name for name in PARAM_NAMES)
+              + tuple("adagrad." + name for name in PARAM_NAMES))
+CARRY_KEYS = tuple("carry." + name for name in CARRY_NAMES)
+ALL_KEYS = ("format_version", "vocab", "config", "state", "history") + PARAM_KEYS + CARRY_KEYS
+
+
+def param_shapes(V, H) -> dict:
+    return Network(ModelSpec(V, H)).param_shapes
 
 
 def random_checkpoint(rng: np.random.Generator, chars="abc\n é日🙂", hidden_size=4,
@@ -36,11 +45,11 @@ def random_checkpoint(rng: np.random.Generator, chars="abc\n é日🙂", hidden_
                          clip=3.0, max_iters=123, val_fraction=0.2, eval_every=11,
                          checkpoint_every=13, sample_every=0, dtype=dtype, random_seed=42,
                          init_scale=0.02)
-    params = ParamSet(V, H, dtype=dtype)
+    params = Network(config.model_spec(V), dtype).zeros()
     params.flat[...] = rng.standard_normal(params.flat.size)
     memory = params.zeros_like()
     memory.flat[...] = rng.random(memory.flat.size) * 10
-    hidden = np.tanh(rng.standard_normal((batch_size, H))).astype(dtype)
+    carry = {"l1.h": np.tanh(rng.standard_normal((batch_size, H))).astype(dtype)}
     state = {"iteration": 77, "position": 14, "chars_seen": 77 * 7 * batch_size,
              "smooth_loss": 1.2345678901234567, "elapsed_seconds": 3.25,
              "rng_state": np.random.default_rng(5).bit_generator.state,
@@ -48,7 +57,7 @@ def random_checkpoint(rng: np.random.Generator, chars="abc\n é日🙂", hidden_
     history = rng.random((history_rows, len(HISTORY_COLUMNS)))
     if history_rows:
         history[0, 3] = math.nan   # no validation text at that evaluation
-    return Checkpoint(config, vocab, params, memory, hidden, state, history)
+    return Checkpoint(config, vocab, params, memory, carry, state, history)
 
 
 def assert_same_checkpoint(a: Checkpoint, b: Checkpoint) -> None:
@@ -59,7 +68,12 @@ def assert_same_checkpoint(a: Checkpoint, b: Checkpoint) -> None:
         for x, y in ((a.params[name], b.params[name]), (a.memory[name], b.memory[name])):
             assert x.dtype == y.dtype and x.shape == y.shape
             assert x.tobytes() == y.tobytes(), name
-    assert a.hidden.dtype == b.hidden.dtype and a.hidden.tobytes() == b.hidden.tobytes()
+    assert list(a.params) == list(b.params) == list(PARAM_NAMES)
+    assert list(a.memory) == list(b.memory) == list(PARAM_NAMES)
+    assert a.carry.keys() == b.carry.keys() == set(CARRY_NAMES)
+    for name in CARRY_NAMES:
+        x, y = a.carry[name], b.carry[name]
+        assert x.dtype == y.dtype and x.tobytes() == y.tobytes(), name
     assert a.state == b.state
     assert a.history.shape == b.history.shape
     assert a.history.tobytes() == b.history.astype(np.float64).tobytes()
@@ -91,7 +105,7 @@ def test_round_trip_keeps_every_field(tmp_path, dtype):
     path = tmp_path / "m.npz"
     save_checkpoint(path, original)
     assert_same_checkpoint(load_checkpoint(path), original)
-    assert load_checkpoint(str(path)).params["Wxh"].dtype == np.dtype(dtype)
+    assert load_checkpoint(str(path)).params["l1.Wxh"].dtype == np.dtype(dtype)
 
 
 def test_round_trip_of_empty_history(tmp_path):
@@ -113,8 +127,8 @@ def test_file_is_pickle_free_npz_with_documented_keys(saved, checkpoint):
     assert json.loads(str(arrays["state"])) == checkpoint.state
     V, H = len(checkpoint.vocab), checkpoint.config.hidden_size
     for name, shape in param_shapes(V, H).items():
-        assert arrays[name].shape == shape and arrays["m" + name].shape == shape
-    assert arrays["hidden"].shape == (checkpoint.config.batch_size, H)
+        assert arrays["params." + name].shape == shape and arrays["adagrad." + name].shape == shape
+    assert arrays["carry.l1.h"].shape == (checkpoint.config.batch_size, H)
     assert arrays["history"].shape == (3, len(HISTORY_COLUMNS))
 
 
@@ -278,9 +292,11 @@ def test_load_missing_key(tmp_path, checkpoint, key):
     assert key in load_error(tmp_path / "m.npz")
 
 
-@pytest.mark.parametrize("key, shape", [("Wxh", (4, 9)), ("Whh", (4, 5)), ("Why", (4, 8)),
-                                        ("bh", (5,)), ("by", (8, 1)), ("mWhh", (5, 4)),
-                                        ("mby", (7,)), ("hidden", (3, 4)), ("hidden", (4,)),
+@pytest.mark.parametrize("key, shape", [("params.l1.Wxh", (4, 9)), ("params.l1.Whh", (4, 5)),
+                                        ("params.Why", (4, 8)), ("params.l1.bh", (5,)),
+                                        ("params.by", (8, 1)), ("adagrad.l1.Whh", (5, 4)),
+                                        ("adagrad.by", (7,)), ("carry.l1.h", (3, 4)),
+                                        ("carry.l1.h", (4,)),
                                         ("history", (3, 4)), ("history", (5,))])
 def test_load_inconsistent_shapes(tmp_path, checkpoint, key, shape):
     assert len(checkpoint.vocab) == 8 and checkpoint.config.hidden_size == 4
@@ -290,7 +306,7 @@ def test_load_inconsistent_shapes(tmp_path, checkpoint, key, shape):
     load_error(tmp_path / "m.npz")
 
 
-@pytest.mark.parametrize("key", ["Wxh", "mWhh", "hidden"])
+@pytest.mark.parametrize("key", ["params.l1.Wxh", "adagrad.l1.Whh", "carry.l1.h"])
 def test_load_wrong_dtype(tmp_path, checkpoint, key):
     arrays = checkpoint.to_arrays()
     arrays[key] = arrays[key].astype(np.float32)   # the config says float64
@@ -300,8 +316,8 @@ def test_load_wrong_dtype(tmp_path, checkpoint, key):
 
 def test_load_non_finite_parameters(tmp_path, checkpoint):
     arrays = checkpoint.to_arrays()
-    arrays["Whh"] = arrays["Whh"].copy()
-    arrays["Whh"][0, 0] = math.nan
+    arrays["params.l1.Whh"] = arrays["params.l1.Whh"].copy()
+    arrays["params.l1.Whh"][0, 0] = math.nan
     write_npz(tmp_path / "m.npz", arrays)
     load_error(tmp_path / "m.npz")
 
@@ -406,8 +422,9 @@ def checkpoints(draw):
         return draw(hnp.arrays(dtype, shape, elements=st.floats(width=32 if dtype == "float32" else 64,
                                                                 **finite)))
 
-    params, memory = ParamSet(V, H, dtype), ParamSet(V, H, dtype)
-    for name, shape in param_shapes(V, H).items():
+    shapes = param_shapes(V, H)
+    params, memory = ParamSet(shapes, dtype), ParamSet(shapes, dtype)
+    for name, shape in shapes.items():
         params[name] = floats(shape)
         memory[name] = np.abs(floats(shape))
     state = {"iteration": draw(st.integers(0, 10 ** 12)), "position": draw(st.integers(0, 10 ** 9)),
@@ -418,7 +435,7 @@ def checkpoints(draw):
              "best_val_loss": draw(st.none() | st.floats(0, 100, **finite))}
     history = draw(hnp.arrays(np.float64, (draw(st.integers(0, 4)), len(HISTORY_COLUMNS)),
                               elements=st.floats(allow_infinity=False)))
-    return Checkpoint(config, vocab, params, memory, floats((B, H)), state, history)
+    return Checkpoint(config, vocab, params, memory, {"l1.h": floats((B, H))}, state, history)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

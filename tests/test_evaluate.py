@@ -17,7 +17,7 @@ from charrnn.cli import cli
 from charrnn.config import TrainConfig
 from charrnn.data import eval_stream_count, read_corpus
 from charrnn.evaluate import score_text
-from charrnn.rnn import ParamSet
+from charrnn.model import ModelSpec, Network
 from charrnn.train import Trainer, run_training
 
 LINES = ["the quick brown fox jumps over the lazy dog.", "a stitch in time saves nine!",
@@ -35,7 +35,8 @@ def naive_score(params, indices):
 
     Uses the documented partition: eval_stream_count(N) contiguous streams of N // B
     characters, each from a zero state, its first character context only."""
-    p = {name: np.asarray(params[name], dtype=np.float64) for name in params}
+    p = {name.removeprefix("l1."): np.asarray(params[name], dtype=np.float64) for name in params}
+    assert set(p) == {"Wxh", "Whh", "bh", "Why", "by"}
     H = p["Whh"].shape[0]
     B = eval_stream_count(len(indices))
     L = len(indices) // B
@@ -56,10 +57,11 @@ def naive_score(params, indices):
 def test_score_text_matches_naive_reference(n, dtype):
     rng = np.random.default_rng(n)
     V, H = 7, 5
-    params = ParamSet(V, H, dtype=dtype)
+    network = Network(ModelSpec(V, H), dtype)
+    params = network.zeros()
     params.flat[...] = rng.standard_normal(params.flat.size) * 0.7
     indices = rng.integers(0, V, n).astype(np.uint8)
-    score = score_text(params, indices)
+    score = score_text(network, params, indices)
     total, count = naive_score(params, indices)
     assert score.count == count
     rtol = 1e-12 if dtype == np.float64 else 2e-5
@@ -70,15 +72,15 @@ def test_score_text_matches_naive_reference(n, dtype):
 
 
 def test_score_of_a_single_character_is_empty():
-    params = ParamSet(3, 2, dtype=np.float64)
-    score = score_text(params, np.array([1], dtype=np.uint8))
+    network = Network(ModelSpec(3, 2), np.float64)
+    score = score_text(network, network.zeros(), np.array([1], dtype=np.uint8))
     assert score.count == 0 and math.isnan(score.nats_per_char)
 
 
 def test_uniform_model_scores_log_v():
     """All-zero weights predict uniformly: exactly log(V) nats per character."""
-    params = ParamSet(9, 4, dtype=np.float64)
-    score = score_text(params, np.random.default_rng(0).integers(0, 9, 3000))
+    network = Network(ModelSpec(9, 4), np.float64)
+    score = score_text(network, network.zeros(), np.random.default_rng(0).integers(0, 9, 3000))
     assert score.nats_per_char == pytest.approx(math.log(9), rel=1e-12)
 
 
@@ -106,7 +108,7 @@ def test_validation_loss_is_score_of_the_held_out_tail(trained):
     tail = held_out_tail(text, config.val_fraction)
     assert len(tail) > 2048   # more than one evaluation stream
     indices = trainer.vocab.encode(tail)
-    assert trainer.validation_loss() == score_text(trainer.params, indices).nats_per_char
+    assert trainer.validation_loss() == score_text(trainer.network, trainer.params, indices).nats_per_char
     total, count = naive_score(trainer.params, indices)
     assert trainer.validation_loss() == pytest.approx(total / count, rel=1e-12)
     # and it is what the history recorded at the end of training

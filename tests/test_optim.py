@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from charrnn.optim import ADAGRAD_EPS, Adagrad, clip_gradients, scheduled_learning_rate
-from charrnn.rnn import ParamSet
+from charrnn.model import ModelSpec, Network
 
 
 # --------------------------------------------------------------------------- clipping
@@ -26,12 +26,12 @@ def test_clip_gradients_other_threshold_and_float32():
 
 
 def test_clipping_the_flat_buffer_clips_every_parameter():
-    grads = ParamSet(3, 2, dtype=np.float64)
+    grads = Network(ModelSpec(3, 2), np.float64).zeros()
     grads.flat[...] = np.linspace(-20, 20, grads.flat.size)
     clip_gradients(grads.flat, 5.0)
     for name in grads:
         assert np.abs(grads[name]).max() <= 5.0, name
-    assert grads["Wxh"][0, 0] == -5.0 and grads["by"][-1] == 5.0
+    assert grads["l1.Wxh"][0, 0] == -5.0 and grads["by"][-1] == 5.0
 
 
 # --------------------------------------------------------------------------- Adagrad
@@ -80,7 +80,7 @@ def test_adagrad_first_step_is_lr_times_sign():
 
 def test_adagrad_updates_the_memory_it_was_given_in_place():
     """The memory is shared with the checkpointed ParamSet, so it must not be replaced."""
-    params = ParamSet(2, 2, dtype=np.float64)
+    params = Network(ModelSpec(2, 2), np.float64).zeros()
     memory = params.zeros_like()
     opt = Adagrad(memory.flat, learning_rate=0.1)
     grad = np.arange(params.flat.size, dtype=np.float64) - 3.0
@@ -89,7 +89,7 @@ def test_adagrad_updates_the_memory_it_was_given_in_place():
     np.testing.assert_array_equal(memory.flat, grad * grad)
     np.testing.assert_array_equal(memory["by"], grad[-2:] ** 2)
     # The parameter views moved with the flat buffer.
-    assert params["Wxh"][0, 0] > 0 and params["by"][-1] < 0
+    assert params["l1.Wxh"][0, 0] > 0 and params["by"][-1] < 0
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -24,7 +24,7 @@ import charrnn.data
 from charrnn.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from charrnn.config import TrainConfig
 from charrnn.data import CorpusError, UnknownCharactersError, Vocabulary, read_corpus
-from charrnn.rnn import ParamSet
+from charrnn.model import Network
 
 FAST = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -118,11 +118,12 @@ def checkpoints(draw) -> Checkpoint:
                          seq_length=draw(st.integers(1, 100)), random_seed=seed,
                          learning_rate=draw(st.floats(1e-6, 10)))
     vocab = Vocabulary(chars)
-    params = ParamSet(len(vocab), hidden_size, dtype=dtype)
+    network = Network(config.model_spec(len(vocab)), dtype)
+    params = network.zeros()
     params.flat[...] = rng.standard_normal(params.flat.size)
-    memory = ParamSet(len(vocab), hidden_size, dtype=dtype)
+    memory = network.zeros()
     memory.flat[...] = rng.random(memory.flat.size) * 100
-    hidden = rng.uniform(-1, 1, (batch_size, hidden_size)).astype(dtype)
+    carry = {"l1.h": rng.uniform(-1, 1, (batch_size, hidden_size)).astype(dtype)}
     n_rows = draw(st.integers(0, 4))
     history = rng.standard_normal((n_rows, 5))
     state = {"iteration": draw(st.integers(0, 10 ** 9)), "position": draw(st.integers(0, 10 ** 6)),
@@ -130,7 +131,7 @@ def checkpoints(draw) -> Checkpoint:
              "smooth_loss": draw(st.floats(0, 100)), "elapsed_seconds": draw(st.floats(0, 1e7)),
              "rng_state": rng.bit_generator.state, "text_sha256": "0" * 64,
              "best_val_loss": draw(st.none() | st.floats(0, 100)), "last_val_loss": None}
-    return Checkpoint(config, vocab, params, memory, hidden, state, history)
+    return Checkpoint(config, vocab, params, memory, carry, state, history)
 
 
 @settings(FAST, max_examples=40)
@@ -146,8 +147,10 @@ def test_checkpoint_save_load_round_trip(scratch, checkpoint):
         for mine, theirs in ((checkpoint.params, loaded.params), (checkpoint.memory, loaded.memory)):
             assert theirs[name].dtype == mine[name].dtype
             assert theirs[name].tobytes() == mine[name].tobytes()
-    assert loaded.hidden.dtype == checkpoint.hidden.dtype
-    assert loaded.hidden.tobytes() == checkpoint.hidden.tobytes()
+    assert loaded.carry.keys() == checkpoint.carry.keys() == {"l1.h"}
+    for name in checkpoint.carry:
+        assert loaded.carry[name].dtype == checkpoint.carry[name].dtype
+        assert loaded.carry[name].tobytes() == checkpoint.carry[name].tobytes()
     assert loaded.history.tobytes() == checkpoint.history.tobytes()
 
 
@@ -156,12 +159,13 @@ def valid(scratch):
     """The bytes and the arrays of one valid checkpoint."""
     vocab = Vocabulary("abc d")
     rng = np.random.default_rng(0)
-    params = ParamSet(len(vocab), 3)
+    config = TrainConfig(hidden_size=3, batch_size=2)
+    params = Network(config.model_spec(len(vocab)), np.float32).zeros()
     params.flat[...] = rng.standard_normal(params.flat.size)
     state = {"iteration": 7, "position": 8, "chars_seen": 112, "smooth_loss": 1.5,
              "elapsed_seconds": 0.25}
-    checkpoint = Checkpoint(TrainConfig(hidden_size=3, batch_size=2), vocab, params,
-                            params.zeros_like(), np.zeros((2, 3), np.float32), state)
+    checkpoint = Checkpoint(config, vocab, params, params.zeros_like(),
+                            {"l1.h": np.zeros((2, 3), np.float32)}, state)
     save_checkpoint(scratch / "valid.npz", checkpoint)
     load_checkpoint(scratch / "valid.npz")
     return (scratch / "valid.npz").read_bytes(), checkpoint.to_arrays()

@@ -84,9 +84,10 @@ def model_arrays(path) -> dict[str, np.ndarray]:
     """Everything that decides what training does next: parameters, Adagrad memories, the
     hidden states, and the iteration and stream position."""
     checkpoint = load_checkpoint(path)
-    arrays = {name: checkpoint.params[name] for name in checkpoint.params}
-    arrays.update({"m" + name: checkpoint.memory[name] for name in checkpoint.memory})
-    arrays["hidden"] = checkpoint.hidden
+    arrays = {"params." + name: checkpoint.params[name] for name in checkpoint.params}
+    arrays.update({"adagrad." + name: checkpoint.memory[name] for name in checkpoint.memory})
+    arrays.update({"carry." + name: checkpoint.carry[name] for name in checkpoint.carry})
+    assert "carry.l1.h" in arrays
     arrays["iteration"] = np.array(checkpoint.state["iteration"])
     arrays["position"] = np.array(checkpoint.state["position"])
     return arrays
@@ -127,7 +128,7 @@ def test_interrupt_saves_and_resume_matches_an_uninterrupted_run(tmp_path, signa
             "--dtype", dtype, "--quiet")
     resumed_arrays = model_arrays(interrupted)
     assert resumed_arrays["iteration"] == total
-    assert resumed_arrays["Whh"].dtype == np.dtype(dtype)
+    assert resumed_arrays["params.l1.Whh"].dtype == np.dtype(dtype)
     assert_bitwise_equal(resumed_arrays, model_arrays(uninterrupted))
 
 

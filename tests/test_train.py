@@ -134,13 +134,13 @@ def test_same_settings_give_identical_checkpoints(corpus, tmp_path, dtype):
     train(config, corpus, tmp_path / "a.npz")
     train(config, corpus, tmp_path / "b.npz")
     assert_identical_checkpoints(tmp_path / "a.npz", tmp_path / "b.npz")
-    assert read_npz(tmp_path / "a.npz")["Wxh"].dtype == np.dtype(dtype)
+    assert read_npz(tmp_path / "a.npz")["params.l1.Wxh"].dtype == np.dtype(dtype)
 
 
 def test_another_random_seed_gives_other_weights(corpus, tmp_path):
     a, _ = train(small_config(random_seed=1), corpus, tmp_path / "a.npz")
     b, _ = train(small_config(random_seed=2), corpus, tmp_path / "b.npz")
-    for name in ("Wxh", "Whh", "Why"):
+    for name in ("l1.Wxh", "l1.Whh", "Why"):
         assert not np.array_equal(a.params[name], b.params[name])
 
 
@@ -260,7 +260,9 @@ def test_resumed_trainer_restores_every_field(corpus, tmp_path):
         assert getattr(restored, name) == getattr(trainer, name), name
     assert np.array_equal(restored.params.flat, trainer.params.flat)
     assert np.array_equal(restored.memory.flat, trainer.memory.flat)
-    assert np.array_equal(restored.hidden, trainer.hidden)
+    assert restored.carry.keys() == trainer.carry.keys() == {"l1.h"}
+    for name in trainer.carry:
+        assert np.array_equal(restored.carry[name], trainer.carry[name]), name
     assert restored.rng.bit_generator.state == trainer.rng.bit_generator.state
     np.testing.assert_array_equal(restored.history, trainer.history)
 

@@ -1,4 +1,5 @@
-"""The RNN's maths (charrnn.rnn), checked against independent references written here.
+"""The one-layer vanilla RNN of charrnn.model (``Network(ModelSpec(V, H))``), checked against
+independent references.
 
 * backward's gradients of every parameter and of h0 against centred finite differences of
   forward's loss (float64, relative error < 1e-6), for several sizes including T = 1, B = 1
@@ -6,7 +7,8 @@
 * the batched forward against a naive per-stream, per-step loop with explicit one-hot
   column vectors;
 * input_projection against the explicit one-hot product;
-* a from-scratch min-char-rnn (lossFun and training loop) against charrnn's pieces for B = 1;
+* min-char-rnn (charrnn.model.reference: lossFun, its Adagrad update and its training loop)
+  against charrnn's pieces for B = 1;
 * init_params and ParamSet.
 """
 import math
@@ -15,23 +17,59 @@ import numpy as np
 import pytest
 
 from charrnn.data import WindowCursor, make_streams, Vocabulary
+from charrnn.model import ModelSpec, Network, ParamSet, reference
+from charrnn.model.embedding import ONE_HOT_MATMUL_MAX_VOCAB, accumulate_dWxh, input_projection
+from charrnn.model.network import FORMAT1_PARAM_NAMES
 from charrnn.optim import Adagrad, clip_gradients
-from charrnn.rnn import (ONE_HOT_MATMUL_MAX_VOCAB, PARAM_NAMES, ParamSet, Workspace,
-                         accumulate_dWxh, backward, forward, init_params, input_projection,
-                         param_shapes)
 from gradcheck import check_gradient, numeric_gradient
+
+# One vanilla layer's parameters, in the order of the flat buffer.
+PARAM_NAMES = ("l1.Wxh", "l1.Whh", "l1.bh", "Why", "by")
 
 
 # --------------------------------------------------------------------------- helpers
 
-def random_params(V, H, rng, scale=0.3, dtype=np.float64) -> ParamSet:
+def vanilla(V, H, dtype=np.float64) -> Network:
+    """A one-layer vanilla RNN without dropout: min-char-rnn's model."""
+    return Network(ModelSpec(V, H), dtype)
+
+
+def param_shapes(V, H) -> dict:
+    return vanilla(V, H).param_shapes
+
+
+def random_params(network, rng, scale=0.3) -> ParamSet:
     """Weights large enough that tanh is well away from linear, and non-zero biases."""
-    params = ParamSet(V, H, dtype=dtype)
-    for name in ("Wxh", "Whh", "Why"):
+    params = network.zeros()
+    for name in ("l1.Wxh", "l1.Whh", "Why"):
         params[name] = rng.standard_normal(params[name].shape) * scale
-    for name in ("bh", "by"):
+    for name in ("l1.bh", "by"):
         params[name] = rng.standard_normal(params[name].shape) * 0.1
     return params
+
+
+def forward(network, params, inputs, targets, h0):
+    """network.forward from the hidden state h0 (B, H)."""
+    return network.forward(params, inputs, targets, {"l1.h": h0})
+
+
+def backward(network, params, cache, grads=None):
+    """network.backward into ``grads`` (a fresh ParamSet if None); returns (grads, dh0)."""
+    if grads is None:
+        grads = network.zeros()
+    dstate = network.backward(params, cache, grads)
+    assert set(dstate) == {"l1.h"}
+    return grads, dstate["l1.h"]
+
+
+def hs_of(cache) -> np.ndarray:
+    """forward's hidden states, (T+1, B, H) with hs[0] = h0 (a view into the workspace)."""
+    return cache.ws.layers[0].hs
+
+
+def probs_of(cache) -> np.ndarray:
+    """forward's softmax outputs, (T*B, V) (a view into the workspace)."""
+    return cache.ws.out.probs
 
 
 def random_window(V, T, B, rng, dtype=np.uint8):
@@ -40,16 +78,10 @@ def random_window(V, T, B, rng, dtype=np.uint8):
     return inputs, targets
 
 
-def one_hot_column(c, V):
-    x = np.zeros((V, 1))
-    x[c] = 1.0
-    return x
-
-
 def naive_forward(params, inputs, targets, h0):
     """Stream by stream, step by step, straight from the equations, with column vectors."""
-    Wxh, Whh, Why = params["Wxh"], params["Whh"], params["Why"]
-    bh, by = params["bh"].reshape(-1, 1), params["by"].reshape(-1, 1)
+    Wxh, Whh, Why = params["l1.Wxh"], params["l1.Whh"], params["Why"]
+    bh, by = params["l1.bh"].reshape(-1, 1), params["by"].reshape(-1, 1)
     T, B = inputs.shape
     V, H = Why.shape
     hs = np.zeros((T + 1, B, H))
@@ -58,7 +90,7 @@ def naive_forward(params, inputs, targets, h0):
         h = h0[b].reshape(H, 1).astype(np.float64)
         hs[0, b] = h[:, 0]
         for t in range(T):
-            x = one_hot_column(inputs[t, b], V)
+            x = reference.one_hot(inputs[t, b], V)
             h = np.tanh(Wxh @ x + Whh @ h + bh)
             y = Why @ h + by
             p = np.exp(y) / np.sum(np.exp(y))
@@ -102,7 +134,8 @@ def test_numeric_gradient_refuses_float32():
 @pytest.mark.parametrize("V,H,T,B", GRADCHECK_SIZES)
 def test_gradients_match_finite_differences(V, H, T, B, rng):
     """Every parameter's gradient and dh0, from backward, against centred differences."""
-    params = random_params(V, H, rng, scale=0.5)
+    network = vanilla(V, H)
+    params = random_params(network, rng, scale=0.5)
     index_type = np.uint8 if V <= 256 else np.uint16
     if V > 256:
         # Repeated characters (runs for reduceat to sum), and indices on both sides of 256.
@@ -113,18 +146,19 @@ def test_gradients_match_finite_differences(V, H, T, B, rng):
         inputs, targets = random_window(V, T, B, rng, index_type)
     h0 = rng.standard_normal((B, H)) * 0.5
 
-    loss, cache = forward(params, inputs, targets, h0)
+    loss, cache = forward(network, params, inputs, targets, h0)
     # The test is only meaningful if tanh is non-linear somewhere.
-    assert np.abs(cache.hs[1:]).max() > 0.5
+    assert np.abs(hs_of(cache)[1:]).max() > 0.5
     if V > 256:
         assert V > ONE_HOT_MATMUL_MAX_VOCAB, "this size is meant to exercise the reduceat path"
         assert cache.ws.one_hot is None        # the sort-and-reduceat path is the one taken
-    grads, dh0 = backward(params, cache)
+    grads, dh0 = backward(network, params, cache)
     assert dh0.shape == (B, H)
 
     def loss_now():
-        return forward(params, inputs, targets, h0)[0]
+        return forward(network, params, inputs, targets, h0)[0]
 
+    assert tuple(grads) == PARAM_NAMES
     for name in PARAM_NAMES:
         assert grads[name].shape == params[name].shape
         check_gradient(loss_now, params[name], grads[name], name=f"d{name} (V={V} H={H} T={T} B={B})")
@@ -133,31 +167,35 @@ def test_gradients_match_finite_differences(V, H, T, B, rng):
 
 def test_backward_writes_into_given_grads_and_overwrites_them(rng):
     V, H, T, B = 9, 5, 4, 2
-    params = random_params(V, H, rng)
+    network = vanilla(V, H)
+    params = random_params(network, rng)
     inputs, targets = random_window(V, T, B, rng)
     h0 = rng.standard_normal((B, H))
-    expected, expected_dh0 = backward(params, forward(params, inputs, targets, h0)[1])
+    expected, expected_dh0 = backward(network, params,
+                                      forward(network, params, inputs, targets, h0)[1])
     given = params.zeros_like()
     given.flat[...] = 123.0                       # stale values must not leak through
-    grads, dh0 = backward(params, forward(params, inputs, targets, h0)[1], given)
+    grads, dh0 = backward(network, params, forward(network, params, inputs, targets, h0)[1], given)
     assert grads is given
-    np.testing.assert_array_equal(grads.flat, expected.flat)
+    np.testing.assert_array_equal(given.flat, expected.flat)
     np.testing.assert_array_equal(dh0, expected_dh0)
 
 
 def test_batched_gradients_are_the_mean_of_single_stream_gradients(rng):
     """Loss is averaged over streams, so gradients must be too (and streams independent)."""
     V, H, T, B = 10, 6, 5, 4
-    params = random_params(V, H, rng)
+    network = vanilla(V, H)
+    params = random_params(network, rng)
     inputs, targets = random_window(V, T, B, rng)
     h0 = rng.standard_normal((B, H)) * 0.5
-    loss, cache = forward(params, inputs, targets, h0)
-    grads, dh0 = backward(params, cache)
+    loss, cache = forward(network, params, inputs, targets, h0)
+    grads, dh0 = backward(network, params, cache)
     mean = params.zeros_like()
     losses = []
     for b in range(B):
-        loss_b, cache_b = forward(params, inputs[:, b:b + 1], targets[:, b:b + 1], h0[b:b + 1])
-        grads_b, dh0_b = backward(params, cache_b)
+        loss_b, cache_b = forward(network, params, inputs[:, b:b + 1], targets[:, b:b + 1],
+                                  h0[b:b + 1])
+        grads_b, dh0_b = backward(network, params, cache_b)
         losses.append(loss_b)
         mean.flat += grads_b.flat / B
         np.testing.assert_allclose(dh0[b], dh0_b[0] / B, rtol=1e-12, atol=1e-15)
@@ -174,16 +212,16 @@ def test_both_dWxh_paths_agree_with_a_reference(V, rng):
     chars = rng.choice(V, size=6, replace=False)
     chars[0] = V - 1
     indices = chars[rng.integers(0, len(chars), size=N)].astype(np.uint16)
-    reference = np.zeros((H, V))
+    expected = np.zeros((H, V))
     for n in range(N):
-        reference[:, indices[n]] += da[n]
+        expected[:, indices[n]] += da[n]
 
     via_one_hot = np.full((H, V), np.nan)
     accumulate_dWxh(via_one_hot, da, indices, np.empty((N, V)))
     via_reduceat = np.full((H, V), np.nan)                   # must be fully overwritten
     accumulate_dWxh(via_reduceat, da, indices, None)
-    np.testing.assert_allclose(via_one_hot, reference, rtol=1e-13, atol=1e-15)
-    np.testing.assert_allclose(via_reduceat, reference, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(via_one_hot, expected, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(via_reduceat, expected, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(via_reduceat, via_one_hot, rtol=1e-13, atol=1e-15)
 
 
@@ -204,76 +242,85 @@ def test_dWxh_reduceat_path_with_every_character_distinct(rng):
 @pytest.mark.parametrize("V,H,T,B", [(4, 3, 1, 1), (8, 5, 7, 1), (8, 5, 1, 4), (13, 10, 9, 5),
                                      (300, 6, 4, 3)])
 def test_forward_matches_naive_per_stream_loop(V, H, T, B, rng):
-    params = random_params(V, H, rng, scale=0.5)
+    network = vanilla(V, H)
+    params = random_params(network, rng, scale=0.5)
     dtype = np.uint8 if V <= 256 else np.uint16
     inputs, targets = random_window(V, T, B, rng, dtype)
     h0 = rng.standard_normal((B, H)) * 0.5
     expected_loss, expected_hs = naive_forward(params, inputs, targets, h0)
 
-    loss, cache = forward(params, inputs, targets, h0)
+    loss, cache = forward(network, params, inputs, targets, h0)
     assert isinstance(loss, float)
-    assert cache.hs.shape == (T + 1, B, H)
+    assert hs_of(cache).shape == (T + 1, B, H)
     np.testing.assert_allclose(loss, expected_loss, rtol=1e-12)
-    np.testing.assert_allclose(cache.hs, expected_hs, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(hs_of(cache), expected_hs, rtol=1e-12, atol=1e-14)
     # The probabilities are the softmax of each position's logits.
-    assert cache.probs.shape == (T * B, V)
-    np.testing.assert_allclose(cache.probs.sum(axis=1), 1.0, rtol=1e-12)
+    assert probs_of(cache).shape == (T * B, V)
+    np.testing.assert_allclose(probs_of(cache).sum(axis=1), 1.0, rtol=1e-12)
 
 
 def test_forward_leaves_its_inputs_alone_and_reuses_a_workspace(rng):
     V, H, T, B = 7, 4, 5, 2
-    params = random_params(V, H, rng)
+    network = vanilla(V, H)
+    params = random_params(network, rng)
     inputs, targets = random_window(V, T, B, rng)
     h0 = rng.standard_normal((B, H))
+    state = {"l1.h": h0}
     before = params.copy()
     h0_before = h0.copy()
-    ws = Workspace(T, B, H, V, np.float64)
-    loss1, cache1 = forward(params, inputs, targets, h0, ws)
-    hs1 = cache1.hs.copy()
-    assert cache1.ws is ws
-    loss2, cache2 = forward(params, inputs, targets, h0, ws)
+    loss1, cache1 = network.forward(params, inputs, targets, state)
+    hs1 = hs_of(cache1).copy()
+    ws = cache1.ws
+    loss2, cache2 = network.forward(params, inputs, targets, state)
+    assert cache2.ws is ws                        # the same window size reuses the workspace
     assert loss1 == loss2
-    np.testing.assert_array_equal(cache2.hs, hs1)
+    np.testing.assert_array_equal(hs_of(cache2), hs1)
     np.testing.assert_array_equal(params.flat, before.flat)
     np.testing.assert_array_equal(h0, h0_before)
-    # A workspace of the wrong size is replaced, not written out of bounds.
-    small = Workspace(1, 1, H, V, np.float64)
-    loss3, cache3 = forward(params, inputs, targets, h0, small)
-    assert loss3 == loss1 and cache3.ws is not small
+    assert state.keys() == {"l1.h"} and state["l1.h"] is h0
+    # A window of another size gets a workspace of its own, not one written out of bounds.
+    small_loss, small_cache = network.forward(params, inputs[:1, :1], targets[:1, :1],
+                                              {"l1.h": h0[:1]})
+    assert small_cache.ws is not ws
+    loss3, cache3 = network.forward(params, inputs, targets, state)
+    assert loss3 == loss1
+    np.testing.assert_array_equal(hs_of(cache3), hs1)
 
 
 def test_forward_is_stable_for_large_logits(rng):
     """Huge output weights: the softmax must not overflow (the loss stays finite and right)."""
     V, H, T, B = 5, 3, 2, 1
-    params = random_params(V, H, rng)
+    network = vanilla(V, H)
+    params = random_params(network, rng)
     params["Why"] = rng.standard_normal((V, H)) * 3000.0
     inputs, targets = random_window(V, T, B, rng)
     h0 = np.zeros((B, H))
-    loss, cache = forward(params, inputs, targets, h0)
+    loss, cache = forward(network, params, inputs, targets, h0)
     assert math.isfinite(loss)
     # Reference in log-space (log-sum-exp written out with the maximum taken out).
     expected = 0.0
     for t in range(T):
-        y = params["Why"] @ cache.hs[t + 1, 0] + params["by"]
+        y = params["Why"] @ hs_of(cache)[t + 1, 0] + params["by"]
         assert y.max() > 710        # exp(y) alone would overflow float64
         m = y.max()
         expected += m + math.log(np.exp(y - m).sum()) - y[targets[t, 0]]
     np.testing.assert_allclose(loss, expected, rtol=1e-12)
-    assert np.all(np.isfinite(cache.probs))
+    assert np.all(np.isfinite(probs_of(cache)))
 
 
 def test_float32_forward_and_backward_agree_with_float64(rng):
     V, H, T, B = 12, 8, 6, 3
-    params64 = random_params(V, H, rng)
-    params32 = ParamSet.from_arrays(params64, dtype=np.float32)
+    network64, network32 = vanilla(V, H, np.float64), vanilla(V, H, np.float32)
+    params64 = random_params(network64, rng)
+    params32 = network32.params_from_arrays(params64)
     assert params32.flat.dtype == np.float32
     inputs, targets = random_window(V, T, B, rng)
     h0 = rng.standard_normal((B, H))
-    loss64, cache64 = forward(params64, inputs, targets, h0)
-    loss32, cache32 = forward(params32, inputs, targets, h0.astype(np.float32))
-    assert cache32.hs.dtype == np.float32
-    grads64, _ = backward(params64, cache64)
-    grads32, _ = backward(params32, cache32)
+    loss64, cache64 = forward(network64, params64, inputs, targets, h0)
+    loss32, cache32 = forward(network32, params32, inputs, targets, h0.astype(np.float32))
+    assert hs_of(cache32).dtype == np.float32
+    grads64, _ = backward(network64, params64, cache64)
+    grads32, _ = backward(network32, params32, cache32)
     assert grads32.flat.dtype == np.float32
     np.testing.assert_allclose(loss32, loss64, rtol=1e-5)
     np.testing.assert_allclose(grads32.flat, grads64.flat, rtol=1e-3, atol=1e-5)
@@ -291,55 +338,20 @@ def test_input_projection_equals_explicit_one_hot_product(V, dtype, rng):
     assert projected.shape == (T, B, H)
     for t in range(T):
         for b in range(B):
-            x = one_hot_column(inputs[t, b], V)
+            x = reference.one_hot(inputs[t, b], V)
             np.testing.assert_array_equal(projected[t, b], (Wxh @ x)[:, 0])
 
 
 # --------------------------------------------------------------------------- min-char-rnn
 
-def minchar_loss_fun(inputs, targets, hprev, Wxh, Whh, Why, bh, by, clip):
-    """min-char-rnn's lossFun, from scratch: lists of indices, column vectors, one-hots.
-
-    bh, by are columns (H, 1), (V, 1); returns the loss, the clipped gradients
-    (dWxh, dWhh, dWhy, dbh, dby), the unclipped ones, and the last hidden state.
-    """
-    V = Why.shape[0]
-    xs, hs, ps = {}, {-1: hprev.copy()}, {}
-    loss = 0.0
-    for t, c in enumerate(inputs):
-        xs[t] = one_hot_column(c, V)
-        hs[t] = np.tanh(Wxh @ xs[t] + Whh @ hs[t - 1] + bh)
-        y = Why @ hs[t] + by
-        ps[t] = np.exp(y) / np.sum(np.exp(y))
-        loss += -np.log(ps[t][targets[t], 0])
-    dWxh, dWhh, dWhy = np.zeros_like(Wxh), np.zeros_like(Whh), np.zeros_like(Why)
-    dbh, dby = np.zeros_like(bh), np.zeros_like(by)
-    dh_next = np.zeros_like(hs[0])
-    for t in reversed(range(len(inputs))):
-        dy = ps[t].copy()
-        dy[targets[t]] -= 1
-        dWhy += dy @ hs[t].T
-        dby += dy
-        dh = Why.T @ dy + dh_next
-        dh_raw = (1 - hs[t] * hs[t]) * dh
-        dbh += dh_raw
-        dWxh += dh_raw @ xs[t].T
-        dWhh += dh_raw @ hs[t - 1].T
-        dh_next = Whh.T @ dh_raw
-    raw = [g.copy() for g in (dWxh, dWhh, dWhy, dbh, dby)]
-    for g in (dWxh, dWhh, dWhy, dbh, dby):
-        np.clip(g, -clip, clip, out=g)
-    return loss, (dWxh, dWhh, dWhy, dbh, dby), raw, hs[len(inputs) - 1]
-
-
 def minchar_training(data, weights, T, learning_rate, clip, steps):
-    """min-char-rnn's main loop for ``steps`` iterations; yields what each step saw and did."""
+    """min-char-rnn's main loop (charrnn.model.reference) for ``steps`` iterations; yields
+    what each step saw and did. ``weights`` are keyed by min-char-rnn's names."""
     char_to_ix = {ch: i for i, ch in enumerate(sorted(set(data)))}
-    Wxh, Whh, Why = (weights[k].copy() for k in ("Wxh", "Whh", "Why"))
-    bh, by = weights["bh"].reshape(-1, 1).copy(), weights["by"].reshape(-1, 1).copy()
-    params = [Wxh, Whh, Why, bh, by]
-    mems = [np.zeros_like(p) for p in params]
-    H = Whh.shape[0]
+    params = {name: weights[name].copy() for name in reference.PARAM_NAMES}
+    params["bh"], params["by"] = params["bh"].reshape(-1, 1), params["by"].reshape(-1, 1)
+    mems = {name: np.zeros_like(value) for name, value in params.items()}
+    H = params["Whh"].shape[0]
     n, p = 0, 0
     hprev = None
     while n < steps:
@@ -349,36 +361,40 @@ def minchar_training(data, weights, T, learning_rate, clip, steps):
             p = 0
         inputs = [char_to_ix[ch] for ch in data[p:p + T]]
         targets = [char_to_ix[ch] for ch in data[p + 1:p + T + 1]]
-        loss, grads, raw, hprev = minchar_loss_fun(inputs, targets, hprev, *params, clip)
-        for param, dparam, mem in zip(params, grads, mems):
-            mem += dparam * dparam
-            param += -learning_rate * dparam / np.sqrt(mem + 1e-8)
+        loss, raw, hprev = reference.loss_fun(inputs, targets, hprev, params)
+        grads = {name: np.clip(g, -clip, clip) for name, g in raw.items()}
+        reference.adagrad_update(params, raw, mems, learning_rate, clip)
         yield dict(inputs=inputs, targets=targets, reset=reset, loss=loss, grads=grads,
-                   raw=raw, hprev=hprev.copy(), params=[q.copy() for q in params])
+                   raw=raw, hprev=hprev.copy(), params={k: q.copy() for k, q in params.items()})
         p += T
         n += 1
 
 
 def charrnn_training(data, weights, T, learning_rate, clip, steps):
-    """The same loop from charrnn's pieces, with B = 1."""
+    """The same loop from charrnn's pieces, with B = 1 (arrays keyed by min-char-rnn's names)."""
     vocab = Vocabulary.from_text(data)
     cursor = WindowCursor(make_streams(vocab.encode(data), 1), T)
-    params = ParamSet.from_arrays(weights)
+    H = weights["Whh"].shape[0]
+    network = vanilla(len(vocab), H)
+    params = network.params_from_arrays({FORMAT1_PARAM_NAMES[name]: value
+                                         for name, value in weights.items()})
     memory = params.zeros_like()
     optimizer = Adagrad(memory.flat, learning_rate)
     grads = params.zeros_like()
-    h = np.zeros((1, params.hidden_size))
+    state = network.zero_state(1)
     for _ in range(steps):
         inputs, targets, restarted = cursor.next_window()
         if restarted:
-            h = np.zeros_like(h)
-        loss, cache = forward(params, inputs, targets, h)
-        h = cache.hs[-1].copy()
-        backward(params, cache, grads)
+            state = network.zero_state(1)
+        loss, cache = network.forward(params, inputs, targets, state)
+        network.backward(params, cache, grads)
+        network.carry_state(state, cache)
         clip_gradients(grads.flat, clip)
         optimizer.update(params.flat, grads.flat)
         yield dict(inputs=inputs, targets=targets, reset=restarted, loss=loss,
-                   grads=grads.copy(), hprev=h.copy(), params=params.copy())
+                   grads={old: grads[new].copy() for old, new in FORMAT1_PARAM_NAMES.items()},
+                   hprev=state["l1.h"].copy(),
+                   params={old: params[new].copy() for old, new in FORMAT1_PARAM_NAMES.items()})
 
 
 @pytest.mark.parametrize("clip", [5.0, 0.05])
@@ -390,8 +406,9 @@ def test_batch_size_one_is_exactly_min_char_rnn(clip, rng):
     data = "the cat sat on the mat; the dog sat on the log.\nÀ bientôt, 猫!"
     T, H, lr, steps = 5, 7, 0.1, 16
     V = len(set(data))
-    weights = {name: rng.standard_normal(shape) * 0.3
-               for name, shape in param_shapes(V, H).items()}
+    shapes = param_shapes(V, H)
+    weights = {name: rng.standard_normal(shapes[FORMAT1_PARAM_NAMES[name]]) * 0.3
+               for name in reference.PARAM_NAMES}
     resets = 0
     clipped = False
     for step, (ref, ours) in enumerate(zip(minchar_training(data, weights, T, lr, clip, steps),
@@ -402,9 +419,10 @@ def test_batch_size_one_is_exactly_min_char_rnn(clip, rng):
         assert ours["targets"][:, 0].tolist() == ref["targets"], where
         assert ours["reset"] == ref["reset"], where
         resets += ref["reset"]
-        clipped |= any(np.abs(g).max() > clip for g in ref["raw"])
+        clipped |= any(np.abs(g).max() > clip for g in ref["raw"].values())
         np.testing.assert_allclose(ours["loss"], ref["loss"], rtol=1e-12, err_msg=where)
-        for name, g_ref, p_ref in zip(PARAM_NAMES, ref["grads"], ref["params"]):
+        for name in reference.PARAM_NAMES:
+            g_ref, p_ref = ref["grads"][name], ref["params"][name]
             np.testing.assert_allclose(ours["grads"][name], g_ref.reshape(ours["grads"][name].shape),
                                        rtol=1e-12, atol=1e-14, err_msg=f"{where} d{name}")
             np.testing.assert_allclose(ours["params"][name], p_ref.reshape(ours["params"][name].shape),
@@ -421,40 +439,43 @@ def test_batch_size_one_is_exactly_min_char_rnn(clip, rng):
 
 @pytest.mark.parametrize("V,H,T,B", [(65, 100, 25, 1), (300, 32, 10, 8)])
 def test_initial_loss_is_close_to_T_log_V(V, H, T, B, rng):
-    params = init_params(V, H, rng, dtype=np.float64, scale=0.01)
+    network = vanilla(V, H, np.float64)
+    params = network.init_params(rng, scale=0.01)
     inputs, targets = random_window(V, T, B, rng, np.uint16)
-    loss, _ = forward(params, inputs, targets, np.zeros((B, H)))
+    loss, _ = forward(network, params, inputs, targets, np.zeros((B, H)))
     np.testing.assert_allclose(loss, T * math.log(V), rtol=1e-3)
 
 
 def test_init_params_shapes_dtype_scale_and_determinism():
     V, H = 50, 40
-    params = init_params(V, H, np.random.default_rng(7), dtype=np.float32, scale=0.01)
-    again = init_params(V, H, np.random.default_rng(7), dtype=np.float32, scale=0.01)
-    other = init_params(V, H, np.random.default_rng(8), dtype=np.float32, scale=0.01)
+    network = vanilla(V, H, np.float32)
+    params = network.init_params(np.random.default_rng(7), scale=0.01)
+    again = network.init_params(np.random.default_rng(7), scale=0.01)
+    other = network.init_params(np.random.default_rng(8), scale=0.01)
     assert params.flat.dtype == np.float32
     for name, shape in param_shapes(V, H).items():
         assert params[name].shape == shape
     np.testing.assert_array_equal(params.flat, again.flat)
     assert not np.array_equal(params.flat, other.flat)
-    assert not params["bh"].any() and not params["by"].any()
-    for name in ("Wxh", "Whh", "Why"):
+    assert not params["l1.bh"].any() and not params["by"].any()
+    for name in ("l1.Wxh", "l1.Whh", "Why"):
         assert 0.008 < params[name].std() < 0.012, name
         assert abs(params[name].mean()) < 0.002, name
-    big = init_params(V, H, np.random.default_rng(7), dtype=np.float64, scale=0.5)
-    assert 0.4 < big["Whh"].std() < 0.6
+    big = vanilla(V, H, np.float64).init_params(np.random.default_rng(7), scale=0.5)
+    assert 0.4 < big["l1.Whh"].std() < 0.6
 
 
 # --------------------------------------------------------------------------- ParamSet
 
 def test_param_shapes_orientation():
-    assert param_shapes(5, 3) == {"Wxh": (3, 5), "Whh": (3, 3), "Why": (5, 3), "bh": (3,), "by": (5,)}
+    assert param_shapes(5, 3) == {"l1.Wxh": (3, 5), "l1.Whh": (3, 3), "l1.bh": (3,),
+                                  "Why": (5, 3), "by": (5,)}
     assert tuple(param_shapes(5, 3)) == PARAM_NAMES
 
 
 def test_paramset_views_share_the_flat_buffer():
     V, H = 4, 3
-    params = ParamSet(V, H, dtype=np.float64)
+    params = ParamSet(param_shapes(V, H), dtype=np.float64)
     assert params.flat.size == H * V + H * H + V * H + H + V
     assert list(params) == list(PARAM_NAMES) and len(params) == 5
     # The flat buffer is the parameters laid end to end, in PARAM_NAMES order.
@@ -467,9 +488,9 @@ def test_paramset_views_share_the_flat_buffer():
         np.testing.assert_array_equal(params[name].reshape(-1), np.arange(offset, offset + size))
         offset += size
     # Writing through a name writes into the buffer (the view is not rebound).
-    view = params["Whh"]
-    params["Whh"] = -1.0
-    assert params["Whh"] is view
+    view = params["l1.Whh"]
+    params["l1.Whh"] = -1.0
+    assert params["l1.Whh"] is view
     np.testing.assert_array_equal(params.flat[H * V:H * V + H * H], -1.0)
     params.flat[-V:] = 9.0
     np.testing.assert_array_equal(params["by"], 9.0)
@@ -477,29 +498,30 @@ def test_paramset_views_share_the_flat_buffer():
 
 def test_paramset_from_arrays_copy_and_zeros_like(rng):
     V, H = 6, 4
-    arrays = {name: rng.standard_normal(shape) for name, shape in param_shapes(V, H).items()}
-    params = ParamSet.from_arrays(arrays)
+    shapes = param_shapes(V, H)
+    arrays = {name: rng.standard_normal(shape) for name, shape in shapes.items()}
+    params = ParamSet.from_arrays(shapes, arrays, dtype=np.float64)
     assert params.flat.dtype == np.float64
-    assert (params.vocab_size, params.hidden_size) == (V, H)
+    assert params.shapes == shapes
     for name in PARAM_NAMES:
         np.testing.assert_array_equal(params[name], arrays[name])
         assert not np.shares_memory(params[name], arrays[name])
-    arrays["Wxh"][0, 0] = 1e9                      # from_arrays copied
-    assert params["Wxh"][0, 0] != 1e9
+    arrays["l1.Wxh"][0, 0] = 1e9                   # from_arrays copied
+    assert params["l1.Wxh"][0, 0] != 1e9
 
-    as32 = ParamSet.from_arrays(arrays, dtype=np.float32)
+    as32 = ParamSet.from_arrays(shapes, arrays, dtype=np.float32)
     assert as32.flat.dtype == np.float32
     np.testing.assert_allclose(as32["Why"], arrays["Why"], rtol=1e-6)
 
     twin = params.copy()
     np.testing.assert_array_equal(twin.flat, params.flat)
     assert not np.shares_memory(twin.flat, params.flat)
-    twin["bh"] = 5.0
-    assert not np.any(params["bh"] == 5.0)
+    twin["l1.bh"] = 5.0
+    assert not np.any(params["l1.bh"] == 5.0)
 
     zeros = as32.zeros_like()
     assert zeros.flat.dtype == np.float32 and zeros.flat.shape == as32.flat.shape
-    assert (zeros.vocab_size, zeros.hidden_size) == (V, H)
+    assert zeros.shapes == shapes
     assert not zeros.flat.any()
     for name in PARAM_NAMES:
         assert np.shares_memory(zeros[name], zeros.flat)

@@ -67,6 +67,7 @@ class Workspace:
         self.f_n = np.empty((T, B, H), dtype)
         self.f_u = np.empty((T, B, H), dtype)
         self.f_r = np.empty((T, B, H), dtype)
+        self.Whh_T = np.empty((H, 3 * H), dtype)
         self.tmp = np.empty((B, H), dtype)
         self.carry = np.empty((B, H), dtype)
         self.H = H
@@ -82,14 +83,21 @@ def forward(p: dict, state0: tuple, ws: Workspace) -> None:
     """
     H = ws.H
     ws.hs[0] = state0[0]
-    Whh_T, bhn = p["Whh"].T, p["bhn"]
+    # sigma(a) = 0.5 tanh(a / 2) + 0.5, with the r and u columns of Whh^T and of the input
+    # terms halved once per window (exact in floating point) rather than at every step.
+    Whh_T, bhn = ws.Whh_T, p["bhn"]
+    np.copyto(Whh_T, p["Whh"].T)
+    Whh_T[:, :2 * H] *= 0.5
+    ws.x_proj[..., :2 * H] *= 0.5
     for t in range(ws.gates.shape[0]):
         a, x, gates, h = ws.rec[t], ws.x_proj[t], ws.gates[t], ws.hs[t + 1]
-        np.dot(ws.hs[t], Whh_T, a)                       # a = Whh h_{t-1}
+        np.dot(ws.hs[t], Whh_T, a)                       # a = Whh h_{t-1} (r, u halved)
         hn = a[:, 2 * H:]
         np.add(hn, bhn, hn)                              # hn = U_n h_{t-1} + bhn
         ru = gates[:, :2 * H]
-        sigmoid_(np.add(x[:, :2 * H], a[:, :2 * H], ru))   # r, u
+        np.tanh(np.add(x[:, :2 * H], a[:, :2 * H], ru), ru)
+        np.multiply(ru, 0.5, ru)
+        np.add(ru, 0.5, ru)                              # r, u = 0.5 tanh(z / 2) + 0.5
         n = gates[:, 2 * H:]
         np.multiply(gates[:, :H], hn, n)
         np.add(n, x[:, 2 * H:], n)
@@ -140,6 +148,16 @@ def backward(p: dict, ws: Workspace, grads: dict) -> tuple[np.ndarray, tuple]:
     np.dot(dzh_flat.T, ws.hs[:-1].reshape(T * B, H), out=grads["Whh"])
     np.sum(dzh_flat[:, 2 * H:], axis=0, out=grads["bhn"])
     return dz, (dh0,)
+
+
+def internals(ws: Workspace) -> dict[str, np.ndarray]:
+    """The window's values of each unit after forward, by name, each (T, B, H): h and the
+    gates r, z (the update gate, u above) and n."""
+    H = ws.H
+    values = {"h": ws.hs[1:]}
+    for k, name in enumerate(GATE_ORDER):
+        values[name] = ws.gates[..., k * H:(k + 1) * H]
+    return values
 
 
 def step(p: dict, x: np.ndarray, rec: np.ndarray, state: tuple) -> None:

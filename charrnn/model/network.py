@@ -51,7 +51,8 @@ class ModelSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
-        if not (isinstance(self.dropout, float) and 0 <= self.dropout < 1):
+        if (isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float))
+                or not 0 <= self.dropout < 1):   # (NaN fails the comparison too)
             raise ValueError(f"dropout must be in [0, 1), not {self.dropout!r}")
 
     def to_dict(self) -> dict:
@@ -71,7 +72,7 @@ class Cache:
     def __init__(self, inputs, targets, masks, ws):
         self.inputs = inputs      # (T, B) int
         self.targets = targets    # (T, B) int
-        self.masks = masks        # None, or L+1... one (T, B, H) mask per layer's output
+        self.masks = masks        # None, or L masks, one (T, B, H) per layer's output
         self.ws = ws              # the _Workspace the arrays live in
 
 
@@ -268,6 +269,36 @@ class Network:
         for layer, lws in enumerate(cache.ws.layers):
             for name, value in zip(self.cells[layer].STATE_NAMES, lws.final_state()):
                 state[layer_prefix(layer) + name][...] = value
+
+    def trace(self, params: ParamSet, indices: np.ndarray, window: int = 256
+              ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Run the network over one text, ``indices`` (N,), from a zero state, the state
+        carried through; return what it predicts and what its units do at every step.
+
+        Returns ``(probs, values)``: probs (N-1, V) float64, row t the distribution of
+        character t+1 given characters 0..t; values maps ``l<k>.<name>`` (h, and c and the
+        gates for gated cells, see each cell's ``internals``) to (N-1, H) arrays, row t
+        after reading character t.
+        """
+        N = len(indices)
+        steps = max(N - 1, 0)
+        H, V = self.hidden_size, self.vocab_size
+        probs = np.empty((steps, V))
+        values = {}
+        state = self.zero_state(1)
+        stream = np.asarray(indices).reshape(-1, 1)
+        for start in range(0, steps, window):
+            stop = min(start + window, steps)
+            _, cache = self.forward(params, stream[start:stop], stream[start + 1:stop + 1], state)
+            probs[start:stop] = cache.ws.out.probs
+            for layer, (cell, lws) in enumerate(zip(self.cells, cache.ws.layers)):
+                for name, value in cell.internals(lws).items():
+                    key = layer_prefix(layer) + name
+                    if key not in values:
+                        values[key] = np.empty((steps, H), self.dtype)
+                    values[key][start:stop] = value[:, 0]
+            self.carry_state(state, cache)
+        return probs, values
 
     # --- sampling -------------------------------------------------------------------------
 

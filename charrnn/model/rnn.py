@@ -105,6 +105,11 @@ def backward(p: dict, ws: Workspace, grads: dict) -> tuple[np.ndarray, tuple]:
     return dz, (dh0,)
 
 
+def internals(ws: Workspace) -> dict[str, np.ndarray]:
+    """The window's values of each unit after forward, by name, each (T, B, H): here h."""
+    return {"h": ws.hs[1:]}
+
+
 def step(p: dict, x: np.ndarray, rec: np.ndarray, state: tuple) -> None:
     """One step for sampling, in place: ``h = tanh(x + rec)``.
 
