@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .lstm import sigmoid_
+from .activations import sigmoid, sigmoid_from_negated, tanh
 
 NAME = "gru"
 GATES = 3
@@ -83,28 +83,28 @@ def forward(p: dict, state0: tuple, ws: Workspace) -> None:
     """
     H = ws.H
     ws.hs[0] = state0[0]
-    # sigma(a) = 0.5 tanh(a / 2) + 0.5, with the r and u columns of Whh^T and of the input
-    # terms halved once per window (exact in floating point) rather than at every step.
+    # sigma(a) = 1 / (1 + exp(-a)) for r and u, with the minus sign folded into the r, u
+    # columns of a contiguous copy of Whh^T and into the input terms once per window
+    # (activations.py says why exp rather than np.tanh).
     Whh_T, bhn = ws.Whh_T, p["bhn"]
     np.copyto(Whh_T, p["Whh"].T)
-    Whh_T[:, :2 * H] *= 0.5
-    ws.x_proj[..., :2 * H] *= 0.5
-    for t in range(ws.gates.shape[0]):
-        a, x, gates, h = ws.rec[t], ws.x_proj[t], ws.gates[t], ws.hs[t + 1]
-        np.dot(ws.hs[t], Whh_T, a)                       # a = Whh h_{t-1} (r, u halved)
-        hn = a[:, 2 * H:]
-        np.add(hn, bhn, hn)                              # hn = U_n h_{t-1} + bhn
-        ru = gates[:, :2 * H]
-        np.tanh(np.add(x[:, :2 * H], a[:, :2 * H], ru), ru)
-        np.multiply(ru, 0.5, ru)
-        np.add(ru, 0.5, ru)                              # r, u = 0.5 tanh(z / 2) + 0.5
-        n = gates[:, 2 * H:]
-        np.multiply(gates[:, :H], hn, n)
-        np.add(n, x[:, 2 * H:], n)
-        np.tanh(n, n)                                    # n = tanh(W_n x + b_n + r hn)
-        np.subtract(ws.hs[t], n, h)
-        np.multiply(h, gates[:, H:2 * H], h)
-        np.add(h, n, h)                                  # h = n + u (h_{t-1} - n)
+    np.negative(Whh_T[:, :2 * H], out=Whh_T[:, :2 * H])
+    np.negative(ws.x_proj[..., :2 * H], out=ws.x_proj[..., :2 * H])
+    with np.errstate(over="ignore"):          # exp(-a) = inf is sigma(a) = 0, exactly
+        for t in range(ws.gates.shape[0]):
+            a, x, gates, h = ws.rec[t], ws.x_proj[t], ws.gates[t], ws.hs[t + 1]
+            np.dot(ws.hs[t], Whh_T, a)                   # a = Whh h_{t-1} (r, u negated)
+            hn = a[:, 2 * H:]
+            np.add(hn, bhn, hn)                          # hn = U_n h_{t-1} + bhn
+            ru = gates[:, :2 * H]
+            sigmoid_from_negated(np.add(x[:, :2 * H], a[:, :2 * H], ru))   # r, u
+            n = gates[:, 2 * H:]
+            np.multiply(gates[:, :H], hn, n)
+            np.add(n, x[:, 2 * H:], n)
+            tanh(n, n)                                   # n = tanh(W_n x + b_n + r hn)
+            np.subtract(ws.hs[t], n, h)
+            np.multiply(h, gates[:, H:2 * H], h)
+            np.add(h, n, h)                              # h = n + u (h_{t-1} - n)
 
 
 def backward(p: dict, ws: Workspace, grads: dict) -> tuple[np.ndarray, tuple]:
@@ -167,8 +167,10 @@ def step(p: dict, x: np.ndarray, rec: np.ndarray, state: tuple) -> None:
     """
     h, = state
     H = h.shape[-1]
-    ru = sigmoid_(x[..., :2 * H] + rec[..., :2 * H])
-    n = np.tanh(x[..., 2 * H:] + ru[..., :H] * (rec[..., 2 * H:] + p["bhn"]))
+    with np.errstate(over="ignore"):
+        ru = sigmoid(x[..., :2 * H] + rec[..., :2 * H], np.empty(2 * H, h.dtype))
+        n = x[..., 2 * H:] + ru[..., :H] * (rec[..., 2 * H:] + p["bhn"])
+        tanh(n, n)
     np.subtract(h, n, h)
     np.multiply(h, ru[..., H:], h)
     np.add(h, n, h)                                    # h = n + u (h - n)

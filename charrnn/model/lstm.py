@@ -27,13 +27,16 @@ Backward, from the last step to the first (``dh_t`` from above, ``dc_T = 0``):
     dz_g  = dc * i_t * (1 - g_t^2)
     dWhh  = sum_t dz_t h_{t-1}^T       dh_0 = Whh^T dz_1       dc_0 = dc f_1
 
-Every factor that does not depend on the carried gradients (the products after ``dh *`` and
-``dc *``) is computed for all steps at once before the loop, so the loop does only the
-recurrence: one matrix product and seven elementwise calls per step.
+Each step's factors that do not depend on the carried gradients (the products after ``dh *``
+and ``dc *``) are computed first, then the recurrence: one matrix product and seven
+elementwise calls. The nonlinearities
+are built on exp (activations.py), the fastest of NumPy's float32 transcendentals here.
 """
 from __future__ import annotations
 
 import numpy as np
+
+from .activations import sigmoid, sigmoid_from_negated, tanh, tanh_from_sigmoid
 
 NAME = "lstm"
 GATES = 4
@@ -61,18 +64,6 @@ def init_params(p: dict, rng: np.random.Generator, scale: float) -> None:
     p["bh"][H:2 * H] = 1.0
 
 
-def sigmoid_(a: np.ndarray) -> np.ndarray:
-    """``sigma(a) = 0.5 tanh(a / 2) + 0.5``, in place; returns ``a``.
-
-    One tanh is cheaper than exp, add and reciprocal, and never overflows.
-    """
-    np.multiply(a, 0.5, a)
-    np.tanh(a, a)
-    np.multiply(a, 0.5, a)
-    np.add(a, 0.5, a)
-    return a
-
-
 class Workspace:
     """Buffers reused from one window to the next.
 
@@ -81,9 +72,9 @@ class Workspace:
     hs, cs: (T+1, B, H) hidden and cell states, hs[0] = h_0, cs[0] = c_0
     tanh_c: (T, B, H) tanh(c_t)
     dh:     (T, B, H) dL/dh_t from above (filled by the network)
-    factor: (T, B, 4H) the per-step factors of dz: [g i(1-i), c_prev f(1-f), tanh(c) o(1-o),
+    factor: (B, 4H) one step's factors of dz: [g i(1-i), c_prev f(1-f), tanh(c) o(1-o),
             i (1-g^2)]
-    dc_dh:  (T, B, H) o (1 - tanh(c)^2), how c_t's gradient takes in h_t's
+    dc_dh:  (B, H) one step's o (1 - tanh(c)^2), how c_t's gradient takes in h_t's
     """
 
     def __init__(self, T: int, B: int, H: int, dtype):
@@ -93,9 +84,10 @@ class Workspace:
         self.cs = np.empty((T + 1, B, H), dtype)
         self.tanh_c = np.empty((T, B, H), dtype)
         self.dh = np.empty((T, B, H), dtype)
-        self.factor = np.empty((T, B, 4 * H), dtype)
-        self.dc_dh = np.empty((T, B, H), dtype)
+        self.factor = np.empty((B, 4 * H), dtype)
+        self.dc_dh = np.empty((B, H), dtype)
         self.Whh_T = np.empty((H, 4 * H), dtype)
+        self.gate_scale = np.array([-1] * (3 * H) + [-2] * H, dtype)   # see forward
         self.tmp = np.empty((B, H), dtype)
         self.dc = np.empty((B, H), dtype)
         self.carry = np.empty((B, H), dtype)
@@ -112,30 +104,27 @@ def forward(p: dict, state0: tuple, ws: Workspace) -> None:
     """
     H = ws.H
     ws.hs[0], ws.cs[0] = state0
-    # sigma(a) = 0.5 tanh(a / 2) + 0.5: with the i, f, o columns of Whh^T and of the input
-    # terms halved once per window, one tanh per step serves all four gates (halving is
-    # exact in floating point, so the gates are the same numbers). This and the contiguous
-    # copy of Whh^T made the forward step about 15% faster at H=256, B=32.
+    # One exp per step for all four gates: sigma(a) = 1 / (1 + exp(-a)) for i, f, o, and
+    # g = tanh(a) = 2 sigma(2a) - 1, with the factors -1 and -2 folded into a contiguous
+    # copy of Whh^T and into the input terms once per window (exact: powers of two).
+    # Measured at H=256, B=32: the forward step 30% faster than np.tanh on every gate.
     Whh_T = ws.Whh_T
-    np.copyto(Whh_T, p["Whh"].T)
-    Whh_T[:, :3 * H] *= 0.5
-    ws.x_proj[..., :3 * H] *= 0.5
+    np.multiply(p["Whh"].T, ws.gate_scale, out=Whh_T)
+    ws.x_proj *= ws.gate_scale
     tmp = ws.tmp
-    for t in range(ws.gates.shape[0]):
-        z = ws.gates[t]
-        np.dot(ws.hs[t], Whh_T, z)             # z = Whh h_{t-1}   (halved for i, f, o)
-        np.add(z, ws.x_proj[t], z)             #   + Wxh x_t + bh
-        np.tanh(z, z)                          # g = tanh(z_g); tanh(z / 2) for i, f, o
-        sig = z[:, :3 * H]
-        np.multiply(sig, 0.5, sig)
-        np.add(sig, 0.5, sig)                  # i, f, o = 0.5 tanh(z / 2) + 0.5
-        g = z[:, 3 * H:]
-        c = ws.cs[t + 1]
-        np.multiply(z[:, H:2 * H], ws.cs[t], c)          # c = f * c_{t-1}
-        np.multiply(z[:, :H], g, tmp)
-        np.add(c, tmp, c)                                # c += i * g
-        np.tanh(c, ws.tanh_c[t])
-        np.multiply(z[:, 2 * H:3 * H], ws.tanh_c[t], ws.hs[t + 1])   # h = o * tanh(c)
+    with np.errstate(over="ignore"):          # exp(-a) = inf is sigma(a) = 0, exactly
+        for t in range(ws.gates.shape[0]):
+            z = ws.gates[t]
+            np.dot(ws.hs[t], Whh_T, z)        # -(Whh h_{t-1}), -2 (...) for g
+            np.add(z, ws.x_proj[t], z)        #   - (Wxh x_t + bh)
+            sigmoid_from_negated(z)           # i, f, o; sigma(2 a_g) in g's place
+            g = tanh_from_sigmoid(z[:, 3 * H:])
+            c = ws.cs[t + 1]
+            np.multiply(z[:, H:2 * H], ws.cs[t], c)          # c = f * c_{t-1}
+            np.multiply(z[:, :H], g, tmp)
+            np.add(c, tmp, c)                                # c += i * g
+            tanh(c, ws.tanh_c[t])
+            np.multiply(z[:, 2 * H:3 * H], ws.tanh_c[t], ws.hs[t + 1])   # h = o * tanh(c)
 
 
 def backward(p: dict, ws: Workspace, grads: dict) -> tuple[np.ndarray, tuple]:
@@ -147,33 +136,37 @@ def backward(p: dict, ws: Workspace, grads: dict) -> tuple[np.ndarray, tuple]:
     H = ws.H
     Whh = p["Whh"]
     T, B, _ = ws.gates.shape
-    i, f, o, g = (ws.gates[..., k * H:(k + 1) * H] for k in range(4))
-    fi, ff, fo, fg = (ws.factor[..., k * H:(k + 1) * H] for k in range(4))
-    tanh_c = ws.tanh_c
-    # Factors for all steps at once (each line: one product of gate values)
-    np.subtract(1, i, out=fi); fi *= i; fi *= g                     # g i (1 - i)
-    np.subtract(1, f, out=ff); ff *= f; ff *= ws.cs[:-1]            # c_{t-1} f (1 - f)
-    np.subtract(1, o, out=fo); fo *= o; fo *= tanh_c                # tanh(c) o (1 - o)
-    np.multiply(g, g, out=fg); np.subtract(1, fg, out=fg); fg *= i  # i (1 - g^2)
-    np.multiply(tanh_c, tanh_c, out=ws.dc_dh)
-    np.subtract(1, ws.dc_dh, out=ws.dc_dh); ws.dc_dh *= o           # o (1 - tanh(c)^2)
-
     dz = ws.x_proj                          # the input terms are spent: reuse for dz
-    dz_if = dz.reshape(T, B, 4, H)[:, :, :2]          # (T, B, 2, H): dz_i, dz_f
-    factor_if = ws.factor.reshape(T, B, 4, H)[:, :, :2]
-    dc, tmp, carry = ws.dc, ws.tmp, ws.carry
+    factor, dc_dh, dc, tmp, carry = ws.factor, ws.dc_dh, ws.dc, ws.tmp, ws.carry
+    fi, ff, fo, fg = (factor[:, k * H:(k + 1) * H] for k in range(4))
+    factor_if = factor.reshape(B, 4, H)[:, :2]           # (B, 2, H): i's and f's factors
     dc.fill(0)
     for t in range(T - 1, -1, -1):
+        gates = ws.gates[t]
+        i, f, o, g = (gates[:, k * H:(k + 1) * H] for k in range(4))
+        # This step's factors, computed here rather than for the whole window before the
+        # loop: a (B, 4H) block stays in cache (measured: the backward 15% faster at H=256).
+        np.subtract(1, gates[:, :3 * H], factor[:, :3 * H])
+        np.multiply(factor[:, :3 * H], gates[:, :3 * H], factor[:, :3 * H])   # s (1 - s)
+        np.multiply(fi, g, fi)                             # g i (1 - i)
+        np.multiply(ff, ws.cs[t], ff)                      # c_{t-1} f (1 - f)
+        np.multiply(fo, ws.tanh_c[t], fo)                  # tanh(c) o (1 - o)
+        np.multiply(g, g, fg)
+        np.subtract(1, fg, fg)
+        np.multiply(fg, i, fg)                             # i (1 - g^2)
+        np.multiply(ws.tanh_c[t], ws.tanh_c[t], dc_dh)
+        np.subtract(1, dc_dh, dc_dh)
+        np.multiply(dc_dh, o, dc_dh)                       # o (1 - tanh(c)^2)
         dh = ws.dh[t]
         if t < T - 1:
             np.dot(dz[t + 1], Whh, carry)                  # Whh^T dz_{t+1}, as rows
             np.add(dh, carry, dh)                          # dh = dh_t + carry
-        np.multiply(dh, ws.dc_dh[t], tmp)
+        np.multiply(dh, dc_dh, tmp)
         np.add(dc, tmp, dc)                                # dc += dh o (1 - tanh(c)^2)
-        np.multiply(dh, fo[t], dz[t, :, 2 * H:3 * H])      # dz_o
-        np.multiply(dc[:, None, :], factor_if[t], dz_if[t])  # dz_i, dz_f
-        np.multiply(dc, fg[t], dz[t, :, 3 * H:])           # dz_g
-        np.multiply(dc, f[t], dc)                          # dc_{t-1} = dc f_t
+        np.multiply(dh, fo, dz[t, :, 2 * H:3 * H])         # dz_o
+        np.multiply(dc[:, None, :], factor_if, dz[t].reshape(B, 4, H)[:, :2])  # dz_i, dz_f
+        np.multiply(dc, fg, dz[t, :, 3 * H:])              # dz_g
+        np.multiply(dc, f, dc)                             # dc_{t-1} = dc f_t
     dh0 = np.dot(dz[0], Whh)
     np.dot(dz.reshape(T * B, 4 * H).T, ws.hs[:-1].reshape(T * B, H), out=grads["Whh"])
     return dz, (dh0, dc.copy())
@@ -197,8 +190,9 @@ def step(p: dict, x: np.ndarray, rec: np.ndarray, state: tuple) -> None:
     h, c = state
     H = h.shape[-1]
     z = np.add(x, rec)
-    sigmoid_(z[..., :3 * H])
-    np.tanh(z[..., 3 * H:], z[..., 3 * H:])
-    np.multiply(z[..., H:2 * H], c, c)                 # c = f * c
-    c += z[..., :H] * z[..., 3 * H:]                   # c += i * g
-    np.multiply(z[..., 2 * H:3 * H], np.tanh(c), h)    # h = o * tanh(c)
+    with np.errstate(over="ignore"):
+        sigmoid(z[..., :3 * H], z[..., :3 * H])
+        tanh(z[..., 3 * H:], z[..., 3 * H:])
+        np.multiply(z[..., H:2 * H], c, c)                 # c = f * c
+        c += z[..., :H] * z[..., 3 * H:]                   # c += i * g
+        np.multiply(z[..., 2 * H:3 * H], tanh(c, np.empty_like(c)), h)   # h = o * tanh(c)
