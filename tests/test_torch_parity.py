@@ -7,8 +7,9 @@ equal torch autograd's. With dropout, torch's own inter-layer dropout draws from
 so the stack is built from one-layer torch modules with our masks multiplied in between
 (and before the Linear): that checks where our dropout sits.
 
-The mapping helpers below (``to_torch`` and ``grads_from_torch``) are a small spec of
-exporting a model to PyTorch:
+The mapping to torch's names is charrnn.model.torch_names (what ``charrnn export`` writes), so
+these tests check it too; ``to_torch`` and ``layer_to_torch`` below only split its state dict
+into the modules' own. The mapping:
 
     our l<k>.Wxh  -> weight_ih_l<k-1>   (LSTM rows (i, f, o, g) -> torch's (i, f, g, o))
     our l<k>.Whh  -> weight_hh_l<k-1>
@@ -23,6 +24,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from charrnn.model import ModelSpec, Network  # noqa: E402
+from charrnn.model.torch_names import (OUTPUT_PREFIX, gate_rows_from_torch,  # noqa: E402
+                                       to_torch_state_dict)
 
 CELL_NAMES = ("rnn", "lstm", "gru")
 TORCH_MODULES = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
@@ -30,40 +33,20 @@ TORCH_MODULES = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU
 
 # --------------------------------------------------------------------------- mapping helpers
 
-def gate_rows_to_torch(cell, a):
-    """Our gate rows in torch's order (axis 0). LSTM: (i, f, o, g) -> (i, f, g, o); the
-    others are already in torch's order. The swap is its own inverse."""
-    a = np.asarray(a)
-    if cell != "lstm":
-        return a.copy()
-    H = a.shape[0] // 4
-    return np.concatenate([a[:2 * H], a[3 * H:], a[2 * H:3 * H]])
-
-
-gate_rows_from_torch = gate_rows_to_torch
-
-
-def layer_to_torch(cell, params, k, torch_layer=None):
+def layer_to_torch(net, params, k, torch_layer=None):
     """Our layer k's (counted from 1) arrays as torch's ``*_l<torch_layer>`` entries."""
     j = k - 1 if torch_layer is None else torch_layer
-    Wxh, Whh, bh = (np.asarray(params[f"l{k}.{n}"]) for n in ("Wxh", "Whh", "bh"))
-    H = Whh.shape[1]
-    bias_hh = np.zeros_like(bh)
-    if cell == "gru":
-        bias_hh[2 * H:] = params[f"l{k}.bhn"]
-    return {f"weight_ih_l{j}": gate_rows_to_torch(cell, Wxh),
-            f"weight_hh_l{j}": gate_rows_to_torch(cell, Whh),
-            f"bias_ih_l{j}": gate_rows_to_torch(cell, bh),
-            f"bias_hh_l{j}": gate_rows_to_torch(cell, bias_hh)}
+    state_dict = to_torch_state_dict(net, params)
+    return {f"{n}_l{j}": state_dict[f"{n}_l{k - 1}"]
+            for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
 
 
 def to_torch(net, params):
     """(the recurrent module's state_dict, the Linear's) as float64 tensors."""
-    cell = net.spec.cell
-    recurrent = {}
-    for k in range(1, net.spec.num_layers + 1):
-        recurrent.update(layer_to_torch(cell, params, k))
-    linear = {"weight": np.asarray(params["Why"]), "bias": np.asarray(params["by"])}
+    state_dict = to_torch_state_dict(net, params)
+    recurrent = {n: v for n, v in state_dict.items() if not n.startswith(OUTPUT_PREFIX)}
+    linear = {n[len(OUTPUT_PREFIX):]: v for n, v in state_dict.items()
+              if n.startswith(OUTPUT_PREFIX)}
     as_tensors = lambda d: {n: torch.tensor(v, dtype=torch.float64) for n, v in d.items()}  # noqa: E731
     return as_tensors(recurrent), as_tensors(linear)
 
@@ -214,7 +197,7 @@ def test_dropout_placement_equals_torch_stack_with_our_masks(cell, L):
         module = TORCH_MODULES[cell](V if k == 1 else H, H, num_layers=1, dtype=torch.float64,
                                      **kwargs)
         sd = {n: torch.tensor(v, dtype=torch.float64)
-              for n, v in layer_to_torch(cell, params, k, torch_layer=0).items()}
+              for n, v in layer_to_torch(net, params, k, torch_layer=0).items()}
         module.load_state_dict(sd, strict=True)
         init = initial_state_tensors(cell, {n.replace(f"l{k}.", "l1."): v
                                             for n, v in state.items() if n.startswith(f"l{k}.")},
