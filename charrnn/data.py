@@ -256,6 +256,20 @@ def read_corpus(path, encoding: str = "utf-8", vocab: Vocabulary | None = None,
     return Corpus(vocab, indices, digest.hexdigest(), skipped, byte_order_mark=bool(found_bom))
 
 
+def encode_text(text: str, vocab: Vocabulary, skip_unknown: bool = False) -> Corpus:
+    """A text given as a string (not a file), encoded with ``vocab`` as read_corpus would:
+    characters outside it raise UnknownCharactersError, or with ``skip_unknown`` are left
+    out and counted."""
+    skipped = 0
+    if skip_unknown:
+        known = set(vocab.chars)
+        kept = "".join(char for char in text if char in known)
+        skipped, text = len(text) - len(kept), kept
+    indices = vocab.encode(text)
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return Corpus(vocab, indices, digest, skipped)
+
+
 def validation_size(num_chars: int, val_fraction: float) -> int:
     """How many characters, at the end of a text of ``num_chars``, are held out."""
     return int(num_chars * val_fraction)
@@ -306,7 +320,8 @@ class WindowCursor:
 
 
 EVAL_STREAMS = 32               # streams scored in parallel when evaluating
-EVAL_MIN_STREAM_LENGTH = 1024   # but no stream shorter than this (each starts from a zero state)
+EVAL_MIN_STREAM_LENGTH = 2048   # but no stream for fewer than this many characters of text
+EVAL_WARMUP = 1024              # characters each stream but the first reads before it scores
 
 
 def eval_stream_count(num_chars: int) -> int:
@@ -316,3 +331,54 @@ def eval_stream_count(num_chars: int) -> int:
     same text score exactly the same characters in exactly the same way.
     """
     return max(1, min(EVAL_STREAMS, num_chars // EVAL_MIN_STREAM_LENGTH))
+
+
+@dataclass(frozen=True)
+class EvalSegments:
+    """How evaluation scores the N - 1 targets of a text of N characters (characters 1..N-1,
+    each predicted from all the characters before it) with S streams side by side.
+
+    Stream 0 reads the text from its start, so its predictions are exact: it scores
+    characters 1 .. warmup + segment. Stream s (1 <= s < S) reads from character
+    ``s * segment``: its first ``warmup`` predictions only warm its state up (they are not
+    scored), then it scores the next ``segment`` characters, which follow on from stream s-1's.
+    The last stream goes on alone for ``remainder`` (< S) more characters, to the end of the
+    text. Every character but the first is scored exactly once.
+    """
+    num_chars: int
+    num_streams: int
+    warmup: int       # W: steps every stream runs before stream 1 .. S-1 score (0 if S = 1)
+    segment: int      # steps each stream scores after the warm-up
+    remainder: int    # steps the last stream runs on alone
+
+    @property
+    def scored(self) -> int:
+        return max(self.num_chars - 1, 0)
+
+
+def eval_segments(num_chars: int, num_streams: int | None = None,
+                  warmup: int | None = None) -> EvalSegments:
+    """The layout evaluation uses for a text of ``num_chars`` characters (see EvalSegments):
+    eval_stream_count(num_chars) streams and a warm-up of EVAL_WARMUP, unless given."""
+    steps = max(num_chars - 1, 0)
+    streams = eval_stream_count(num_chars) if num_streams is None else num_streams
+    warmup = EVAL_WARMUP if warmup is None else warmup
+    if streams < 1 or warmup < 0:
+        raise ValueError("evaluation needs at least one stream and a warm-up of 0 or more")
+    if streams == 1:
+        return EvalSegments(num_chars, 1, 0, steps, 0)
+    segment = (steps - warmup) // streams
+    if segment < 1:
+        raise ValueError(f"{num_chars} characters are too few for {streams} streams "
+                         f"with a warm-up of {warmup}")
+    return EvalSegments(num_chars, streams, warmup, segment,
+                        steps - warmup - streams * segment)
+
+
+def eval_streams(indices: np.ndarray, layout: EvalSegments) -> np.ndarray:
+    """The streams of ``layout`` side by side, time-major: (W + segment + 1, S), column s is
+    ``indices[s * segment : s * segment + W + segment + 1]`` (inputs and their targets;
+    neighbouring columns overlap by W + 1 characters). The remainder is not included."""
+    length = layout.warmup + layout.segment + 1
+    windows = np.lib.stride_tricks.sliding_window_view(np.asarray(indices), length)   # a view
+    return np.ascontiguousarray(windows[::max(layout.segment, 1)][:layout.num_streams].T)

@@ -1,4 +1,6 @@
-"""Scoring a text with a model: cross-entropy with the hidden state carried through the text."""
+"""Scoring a text with a model: the cross-entropy of every character but the first, each
+predicted from the text before it (streams side by side, each warmed up on the text before
+its segment)."""
 from __future__ import annotations
 
 import math
@@ -6,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import eval_stream_count, make_streams
+from .data import eval_segments, eval_streams
 from .model import Network, ParamSet
 
 EVAL_WINDOW = 256   # time steps per forward call when scoring, at most
@@ -40,31 +42,59 @@ class Score:
 
 
 def chars_scored(num_chars: int) -> int:
-    """How many of ``num_chars`` characters score_text predicts (each stream's first is context)."""
-    num_streams = eval_stream_count(num_chars)
-    return max(num_chars // num_streams - 1, 0) * num_streams
+    """How many of ``num_chars`` characters score_text predicts: all but the first."""
+    return max(num_chars - 1, 0)
 
 
 def score_text(network: Network, params: ParamSet, indices: np.ndarray,
-               on_progress=None) -> Score:
-    """Cross-entropy of a model on ``indices`` (N,), every character predicted from all before it.
+               on_progress=None, num_streams: int | None = None,
+               warmup: int | None = None) -> Score:
+    """Cross-entropy of a model on ``indices`` (N,): every character but the first, each
+    predicted from the text before it (the state carried from a zero state at the start).
 
-    The text is cut into eval_stream_count(N) contiguous streams scored side by side (for
-    speed); each stream starts from a zero state, and its first character is context
-    only. ``on_progress(characters_scored)`` is called after each window.
+    For speed, the text is scored by eval_stream_count(N) streams side by side, laid out by
+    data.eval_segments: stream 0 reads from the start (exact), every other stream starts
+    ``warmup`` characters before the segment it scores, so that its state has read the text
+    just before it, and the last stream scores the remainder to the end. A text of one stream
+    (under 2 * EVAL_MIN_STREAM_LENGTH characters) is scored exactly; a longer one within a
+    measured distance of the exact figure (README, benchmarks/eval_exactness.py).
+    ``num_streams`` and ``warmup`` (default: data.EVAL_WARMUP) override the layout (one
+    stream: the exact figure, for any length).
+    ``on_progress(characters_scored)`` is called after each window.
     """
-    num_streams = eval_stream_count(len(indices))
-    window = eval_window_steps(num_streams, network.vocab_size, network.dtype.itemsize)
-    streams = make_streams(indices, num_streams)          # (L, B)
-    steps = len(streams) - 1
-    state = network.zero_state(num_streams)
+    layout = eval_segments(len(indices), num_streams, warmup)
+    if layout.scored == 0:
+        return Score(0.0, 0)
+    S, W = layout.num_streams, layout.warmup
+    window = eval_window_steps(S, network.vocab_size, network.dtype.itemsize)
+    streams = eval_streams(indices, layout)               # (W + segment + 1, S)
     total = 0.0
-    for start in range(0, max(steps, 0), window):
-        stop = min(start + window, steps)
-        loss, cache = network.forward(params, streams[start:stop], streams[start + 1:stop + 1],
-                                      state)
-        total += loss * num_streams
-        network.carry_state(state, cache)
-        if on_progress is not None:
-            on_progress((stop - start) * num_streams)
-    return Score(total, max(steps, 0) * num_streams)
+
+    def run(columns, start, stop, state, scored):
+        """Forward ``columns`` over steps [start, stop) window by window, carrying ``state``;
+        add the loss to the total when ``scored``."""
+        nonlocal total
+        B = columns.shape[1]
+        for first in range(start, stop, window):
+            last = min(first + window, stop)
+            loss, cache = network.forward(params, columns[first:last],
+                                          columns[first + 1:last + 1], state)
+            network.carry_state(state, cache)
+            if scored:
+                total += loss * B
+                if on_progress is not None:
+                    on_progress((last - first) * B)
+
+    if S > 1:
+        # Stream 0's first W predictions are exact and scored; meanwhile every stream reads
+        # its W characters of warm-up (stream 0's again, in the batch), not scored.
+        run(streams[:, :1], 0, W, network.zero_state(1), scored=True)
+    state = network.zero_state(S)
+    run(streams, 0, W, state, scored=False)
+    run(streams, W, W + layout.segment, state, scored=True)
+    if layout.remainder:
+        # The last stream goes on alone to the end of the text.
+        tail = np.asarray(indices)[len(indices) - layout.remainder - 1:].reshape(-1, 1)
+        last_state = {name: value[S - 1:].copy() for name, value in state.items()}
+        run(tail, 0, layout.remainder, last_state, scored=True)
+    return Score(total, layout.scored)

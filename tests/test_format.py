@@ -1,8 +1,8 @@
 """Checkpoint format 2 and the models trained by earlier releases (issue 10).
 
 A format-1 checkpoint made by charrnn 0.2.0 (tests/fixtures/format1, with the commands that
-made it in its README) must still load, sample, evaluate and resume exactly as that release
-did; format 2 must round-trip every cell and depth, and a file whose arrays do not match its
+made it in its README) must still load, sample and resume exactly as that release did, and
+evaluate (to the exact cross-entropy of its text, which 0.2.0 did not print: issue 12); format 2 must round-trip every cell and depth, and a file whose arrays do not match its
 own description, or that is newer than this charrnn, is refused in one line.
 """
 from __future__ import annotations
@@ -19,6 +19,8 @@ from click.testing import CliRunner
 
 from charrnn.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
 from charrnn.cli import cli
+from charrnn.evaluate import score_text
+from charrnn.model import reference
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "format1")
 FORMAT1_TO_2 = {"Wxh": "l1.Wxh", "Whh": "l1.Whh", "bh": "l1.bh", "Why": "Why", "by": "by"}
@@ -74,10 +76,36 @@ def test_format_1_samples_exactly_as_release_0_2_0(format1):
     assert result.stdout == fixture_text("sample.txt")
 
 
-def test_format_1_evaluates_exactly_as_release_0_2_0(format1):
+def test_format_1_evaluates_to_the_exact_cross_entropy_of_its_text(format1):
+    """The format-1 model loads and evaluates. 0.2.0's figure (eval.txt: 5,995 of the 6,000
+    characters scored, by 5 streams that each started from a zero state) no longer applies:
+    since issue 12, eval scores every character but the first, each predicted from all the
+    text before it, so the figure is checked against that cross-entropy computed
+    independently: min-char-rnn's loss over the whole text as one stream, in float64, from the
+    fixture's own arrays."""
     result = run("eval", format1 / "text.txt", "--checkpoint", format1 / "format1.npz")
     assert result.exit_code == 0, result.output
-    assert result.stdout == fixture_text("eval.txt")
+    arrays = read_npz(os.path.join(FIXTURES, "format1.npz"))
+    params = {name: np.asarray(arrays[name], dtype=np.float64) for name in reference.PARAM_NAMES}
+    params["bh"], params["by"] = params["bh"].reshape(-1, 1), params["by"].reshape(-1, 1)
+    vocab = [str(c) for c in arrays["vocab"]]
+    text = fixture_text("text.txt")
+    indices = [vocab.index(c) for c in text]
+    total, _, _ = reference.loss_fun(indices[:-1], indices[1:],
+                                     np.zeros((len(params["Whh"]), 1)), params)
+    exact = total / (len(text) - 1)
+    shown = result.stdout.split()
+    nats, bits = float(shown[0]), float(shown[2])
+    # within the printed precision (4 decimals), the batched figure's measured distance from
+    # the exact one (tests/test_evaluate.py's EXACTNESS, 2e-6) and float32 arithmetic
+    assert abs(nats - exact) <= 5e-5 + 2e-6 + 1e-5
+    assert abs(bits - exact / math.log(2)) <= 5e-5 + 2e-5
+    checkpoint = load_checkpoint(format1 / "format1.npz")   # unrounded, through the API
+    score = score_text(checkpoint.network(), checkpoint.params, checkpoint.vocab.encode(text))
+    assert score.count == len(text) - 1
+    assert abs(score.nats_per_char - exact) <= 2e-6 + 1e-6   # measured here: 7e-9
+    assert f"({len(text) - 1:,} characters scored)" in result.stdout
+    assert fixture_text("eval.txt").split()[0] != f"{exact:.4f}"   # 0.2.0's figure was not it
 
 
 def test_format_1_resumes_bit_exactly_as_release_0_2_0(format1):
