@@ -1,4 +1,5 @@
-"""Shared by the benchmarks: interleaved timing, the machine's description, and tables.
+"""Shared by the benchmarks: interleaved timing, the machine's description, BLAS threads for a
+block of code, and tables.
 
 Timing method: every contender is warmed up (which also calibrates how many calls fill one
 chunk of ``chunk_seconds``), then the contenders take turns, one chunk each, for ``rounds``
@@ -13,6 +14,7 @@ import platform
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -75,11 +77,48 @@ def run_interleaved(contenders: list[Contender], chunk_seconds: float, rounds: i
             contender.rates.append(calls * contender.units / elapsed)
 
 
+@contextmanager
+def blas_threads_limited(count: int | None):
+    """Run a block with ``count`` BLAS threads (None: leave them alone), then restore."""
+    from charrnn.threads import set_blas_threads
+    previous = None if count is None else set_blas_threads(count)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            set_blas_threads(previous)
+
+
+def blas_description() -> str:
+    """NumPy's BLAS as one line: its build name and version (NumPy's configuration), then what
+    threadpoolctl finds loaded: the library, its CPU kernel (``architecture``), its threading
+    layer and thread count, e.g. ``scipy-openblas 0.3.31 (openblas, Haswell kernel, pthreads),
+    2 thread(s)``."""
+    import numpy as np
+
+    from charrnn.threads import blas_info
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        name = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+    except Exception:   # an old NumPy or a custom build: say what threadpoolctl says
+        name = ""
+    info = blas_info()
+    if info is None:
+        return f"{name or 'unknown BLAS'} (no thread control), unknown thread(s)"
+    details = [info.get("internal_api") or "?"]
+    if not name:
+        name = f"{info.get('internal_api', '?')} {info.get('version') or ''}".strip()
+    if info.get("architecture"):
+        details.append(f"{info['architecture']} kernel")
+    if info.get("threading_layer"):
+        details.append(str(info["threading_layer"]))
+    return f"{name} ({', '.join(details)}), {info['num_threads']} thread(s)"
+
+
 def machine_lines() -> list[str]:
     """Lines describing where the numbers come from: CPU count, Python, NumPy, BLAS."""
     import numpy as np
 
-    from charrnn.threads import blas_description
     load = os.getloadavg()
     lines = [f"machine: {platform.machine()}, {os.cpu_count()} CPU(s), "
              f"load average {', '.join(f'{x:.1f}' for x in load)}"

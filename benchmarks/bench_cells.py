@@ -35,14 +35,13 @@ import sys
 
 import numpy as np
 
-from _common import (DEFAULT_CORPUS, Contender, format_rate, format_ratio, import_torch,
-                     machine_lines, print_table, run_interleaved)
+from _common import (DEFAULT_CORPUS, Contender, blas_threads_limited, format_rate, format_ratio,
+                     import_torch, machine_lines, print_table, run_interleaved)
 
 from charrnn.config import TrainConfig
 from charrnn.data import WindowCursor, make_streams, read_corpus, split_validation
 from charrnn.model import CELLS, ModelSpec, Network
 from charrnn.sample import generate
-from charrnn.threads import blas_threads_limited
 from charrnn.train import Trainer
 
 T, B = 64, 32

@@ -22,13 +22,12 @@ import sys
 
 import numpy as np
 
-from _common import (DEFAULT_CORPUS, Contender, format_rate, format_ratio, import_torch,
-                     machine_lines, print_table, run_interleaved)
+from _common import (DEFAULT_CORPUS, Contender, blas_threads_limited, format_rate, format_ratio,
+                     import_torch, machine_lines, print_table, run_interleaved)
 
 from charrnn.data import read_corpus
 from charrnn.model import ModelSpec, Network
 from charrnn.sample import generate
-from charrnn.threads import blas_threads_limited
 
 SEED_TEXT = "ROMEO:\n"
 

@@ -31,13 +31,13 @@ import sys
 
 import numpy as np
 
-from _common import (DEFAULT_CORPUS, Contender, format_rate, format_ratio, import_torch,
-                     machine_lines, print_table, run_interleaved)
+from _common import (DEFAULT_CORPUS, Contender, blas_threads_limited, format_rate, format_ratio,
+                     import_torch, machine_lines, print_table, run_interleaved)
 
 from charrnn.config import TrainConfig
 from charrnn.data import WindowCursor, make_streams, read_corpus, split_validation
 from charrnn.model import reference
-from charrnn.threads import blas_threads, blas_threads_limited, threads_for
+from charrnn.threads import blas_threads, threads_for
 from charrnn.train import Trainer
 
 CONFIGS = [(256, 64, 32), (100, 25, 1), (512, 100, 64)]   # (H, T, B)
