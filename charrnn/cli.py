@@ -13,17 +13,20 @@ from tqdm import tqdm
 from . import __version__
 from . import runfiles
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import MAX_ITERS, TrainConfig, resumed_config
-from .data import (CorpusError, UndecodableTextError, UnknownCharactersError, eval_stream_count,
-                   read_corpus)
+from .config import MAX_ITERS, TrainConfig, describe_model, resumed_config
+from .data import (CorpusError, UndecodableTextError, UnknownCharactersError, encode_text,
+                   eval_stream_count, read_corpus)
 from .evaluate import chars_scored, score_text
+from .export import (JSON_WARNING_BYTES, ExportError, check_export_output, default_output,
+                     export_model, format_for)
 from .model import CELLS
 from .sample import generate
 from .threads import set_blas_threads, threads_for, usable_cores
 from .plot import PlotUnavailable, plot_history
-from .runfiles import (RunFilesError, best_path, check_plot_output, claimed_run, history_path,
-                       prepare_run, training_checkpoint)
+from .runfiles import (RunFilesError, best_path, check_page_output, check_plot_output,
+                       claimed_run, history_path, prepare_run, training_checkpoint, viz_path)
 from .train import Trainer, TrainingError, fit_to_text, run_training
+from .viz import PageSource, render_page, write_page
 
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
 DEFAULTS = TrainConfig()
@@ -130,7 +133,7 @@ class CharrnnGroup(click.Group):
 @click.group(cls=CharrnnGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="charrnn")
 def cli():
-    """Train a character-level vanilla RNN on a text file and generate text from it."""
+    """Train a character-level RNN (vanilla, LSTM or GRU) on a text, and generate text from it."""
 
 
 def default_checkpoint_for(text_file: str) -> str:
@@ -334,13 +337,6 @@ def choose_threads(trainer: Trainer, requested: int | None) -> None:
     trainer.blas_threads = count
 
 
-def describe_model(config: TrainConfig) -> str:
-    """``2-layer lstm, hidden size 256, dropout 0.1``."""
-    dropout = f", dropout {config.dropout:g}" if config.dropout else ""
-    return (f"{config.num_layers}-layer {config.cell}, hidden size {config.hidden_size}"
-            f"{dropout}")
-
-
 def nats_and_bits(nats: float, digits: int) -> str:
     """``1.632 nats/char (2.354 bits)``: a loss per character in both units."""
     return f"{nats:.{digits}f} nats/char ({nats / math.log(2):.{digits}f} bits)"
@@ -489,6 +485,29 @@ def info(checkpoint_arg, checkpoint_path):
     emit("\n".join(lines))
 
 
+def read_known_text(checkpoint, text_file: str | None, skip_unknown: bool,
+                    text: str | None = None):
+    """The text to score or show (the file, or ``text`` given inline), encoded with the
+    checkpoint's vocabulary; unknown characters are a one-line error, or with
+    ``skip_unknown`` are left out and counted."""
+    name = text_file if text is None else "--text"
+    try:
+        if text is not None:
+            corpus = encode_text(text, checkpoint.vocab, skip_unknown)
+        else:
+            corpus = read_corpus(text_file, checkpoint.config.encoding, vocab=checkpoint.vocab,
+                                 skip_unknown=skip_unknown)
+    except UnknownCharactersError as error:
+        fail(f"{name} has {error}; pass --skip-unknown to leave them out")
+    except UndecodableTextError as error:
+        fail(f"{error.without_advice} (the model reads {checkpoint.config.encoding} text)")
+    except CorpusError as error:
+        fail(str(error))
+    if text is None:
+        note_byte_order_mark(text_file, corpus)
+    return corpus
+
+
 @cli.command(name="eval")
 @click.argument("text_file", metavar="TEXT_FILE")
 @click.argument("checkpoint_arg", metavar="[CHECKPOINT]", required=False)
@@ -508,16 +527,7 @@ def evaluate(text_file, checkpoint_arg, checkpoint_path, best, skip_unknown, qui
     check_stdout_shows("")
     _, checkpoint = open_checkpoint(one_checkpoint(checkpoint_arg, checkpoint_path), best,
                                     mention_best=True)
-    try:
-        corpus = read_corpus(text_file, checkpoint.config.encoding, vocab=checkpoint.vocab,
-                             skip_unknown=skip_unknown)
-    except UnknownCharactersError as error:
-        fail(f"{text_file} has {error}; pass --skip-unknown to leave them out")
-    except UndecodableTextError as error:
-        fail(f"{error.without_advice} (the model reads {checkpoint.config.encoding} text)")
-    except CorpusError as error:
-        fail(str(error))
-    note_byte_order_mark(text_file, corpus)
+    corpus = read_known_text(checkpoint, text_file, skip_unknown)
     streams = eval_stream_count(len(corpus.indices))
     set_blas_threads(threads_for(streams, checkpoint.config.hidden_size))
     with tqdm(total=chars_scored(len(corpus.indices)), unit="char", unit_scale=True, file=sys.stderr,
@@ -551,3 +561,103 @@ def plot(checkpoint_arg, checkpoint_path, output):
     except OSError as error:
         fail(f"cannot write {output}: {error.strerror or error}")
     say(f"wrote {output}")
+
+
+@cli.command()
+@click.argument("checkpoint_arg", metavar="[CHECKPOINT]", required=False)
+@click.option("--checkpoint", "checkpoint_path", metavar="PATH",
+              help="Model to export (or give it as CHECKPOINT). "
+                   "[default: the latest checkpoint in checkpoints/]")
+@click.option("--best", is_flag=True, help="Use the checkpoint's lowest-validation-loss twin (.best.npz).")
+@click.option("-o", "--output", metavar="FILE",
+              help="Where to write. [default: beside the checkpoint, <stem>.safetensors or "
+                   "<stem>.json]")
+@click.option("--format", "fmt", metavar="safetensors|json",
+              help="File format. [default: json if FILE ends in .json, else safetensors]")
+def export(checkpoint_arg, checkpoint_path, best, output, fmt):
+    """Write the model for PyTorch or any other program: its weights under PyTorch's names
+    (nn.RNN/nn.LSTM/nn.GRU and an nn.Linear 'out.'), with the vocabulary and the model's
+    description, as safetensors or JSON."""
+    try:
+        fmt = format_for(output, fmt)
+    except ExportError as error:
+        fail(str(error))
+    path, checkpoint = open_checkpoint(one_checkpoint(checkpoint_arg, checkpoint_path), best)
+    output = output or default_output(path, fmt)
+    try:
+        check_export_output(output, path)
+        size = export_model(checkpoint.network(), checkpoint.params, checkpoint.vocab.chars,
+                            output, fmt)
+    except ExportError as error:
+        fail(str(error))
+    say(f"wrote {output}: {describe_model(checkpoint.config)}, {len(checkpoint.vocab)} "
+        f"characters, {checkpoint.params.flat.size:,} parameters, {size:,} bytes")
+    if fmt == "json" and size > JSON_WARNING_BYTES:
+        say(f"warning: {output} is {size / 1e6:.0f} MB of JSON, slow to load; "
+            f"--format safetensors holds the same weights in about a third of the space")
+
+
+DEFAULT_VIZ_CHARS = 2000
+MAX_VIZ_CHARS = 20_000    # beyond this a page is tens of MB, too heavy for a browser
+VIZ_WARNING_BYTES = 20_000_000
+
+
+@cli.command()
+@click.argument("text_file", metavar="[TEXT_FILE]", required=False)
+@click.argument("checkpoint_arg", metavar="[CHECKPOINT]", required=False)
+@click.option("--checkpoint", "checkpoint_path", metavar="PATH",
+              help="Model to look inside (or give it as CHECKPOINT). "
+                   "[default: the latest checkpoint in checkpoints/]")
+@click.option("--best", is_flag=True, help="Use the checkpoint's lowest-validation-loss twin (.best.npz).")
+@click.option("--text", "inline_text", metavar="TEXT",
+              help="Show this text instead of a TEXT_FILE.")
+@click.option("-o", "--output", metavar="FILE.html",
+              help="Where to write the page. [default: beside the checkpoint, <stem>.viz.html]")
+@click.option("--max-chars", default=DEFAULT_VIZ_CHARS, show_default=True,
+              type=click.IntRange(min=2, max=MAX_VIZ_CHARS), metavar="N",
+              help="Show at most the first N characters of the text.")
+@click.option("--skip-unknown", is_flag=True,
+              help="Leave out characters the model does not know (they are counted) instead of failing.")
+@click.option("--quiet", "-q", is_flag=True, help="No notes on stderr, only errors.")
+def viz(text_file, checkpoint_arg, checkpoint_path, best, inline_text, output, max_chars,
+        skip_unknown, quiet):
+    """Write an HTML page of what a model predicts and what its units track on a text.
+
+    Each character shaded by its surprise (hover for the top 5 guesses), the text coloured by
+    any unit (h, and c and the gates of gated cells), the units that best follow features of
+    the text, and gate saturation. Prints the page's path.
+    """
+    quiet_from_now(quiet)
+    if inline_text is not None:
+        if checkpoint_arg is not None:
+            raise click.UsageError("with --text, give at most one argument, the CHECKPOINT")
+        text_file, checkpoint_arg = None, text_file
+    elif text_file is None:
+        raise click.UsageError("give a TEXT_FILE, or the text with --text")
+    check_stdout_shows("")
+    path, checkpoint = open_checkpoint(one_checkpoint(checkpoint_arg, checkpoint_path), best,
+                                       mention_best=True)
+    output = output or viz_path(path)
+    try:
+        check_page_output(output, path, text_file)
+    except RunFilesError as error:
+        fail(str(error))
+    corpus = read_known_text(checkpoint, text_file, skip_unknown, inline_text)
+    name = text_file if text_file is not None else "the text given with --text"
+    total = len(corpus.indices)
+    if total < 2:
+        fail(f"{name} is too short to show (it needs at least 2 known characters)")
+    if total > max_chars:
+        say(f"note: showing the first {max_chars:,} of the {total:,} characters of {name} "
+            f"(--max-chars)")
+    set_blas_threads(1)   # one stream, a character at a time
+    page = render_page(PageSource(checkpoint, path, name, corpus.indices[:max_chars], total,
+                                  corpus.skipped))
+    try:
+        size = write_page(output, page)
+    except OSError as error:
+        fail(f"cannot write {output}: {error.strerror or error}")
+    if size > VIZ_WARNING_BYTES:
+        say(f"note: {output} is {size / 1e6:.0f} MB, slow to open in a browser; a smaller "
+            f"--max-chars makes it lighter")
+    emit(output)

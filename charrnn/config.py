@@ -103,6 +103,13 @@ class TrainConfig:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
 
 
+def describe_model(config: TrainConfig) -> str:
+    """``2-layer lstm, hidden size 256, dropout 0.1``."""
+    dropout = f", dropout {config.dropout:g}" if config.dropout else ""
+    return (f"{config.num_layers}-layer {config.cell}, hidden size {config.hidden_size}"
+            f"{dropout}")
+
+
 def encoding_name(name: str) -> str:
     """Python's own name for an encoding (``UTF8`` -> ``utf-8``), or ``name`` if it has none."""
     try:

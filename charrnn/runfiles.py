@@ -22,6 +22,9 @@ HISTORY_COLUMNS = ("iteration", "chars_seen", "train_loss", "val_loss", "elapsed
 CHECKPOINT_KEYS = ("format_version", "vocab", "config", "state")   # what makes an .npz ours
 ZIP_MAGIC = b"PK\x03\x04"   # an .npz is a zip archive
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# The first bytes of every page `charrnn viz` writes: what makes an .html file ours.
+VIZ_PAGE_SIGNATURE = b"<!DOCTYPE html>\n<!-- charrnn viz page -->\n"
+VIZ_SUFFIX = ".viz.html"
 BEST_SUFFIX = ".best"
 
 
@@ -173,6 +176,12 @@ def _starts_with(path: str, prefix: bytes) -> bool:
         return False
 
 
+def viz_path(checkpoint_path: str) -> str:
+    """``run.npz`` -> ``run.viz.html`` (and ``run.best.npz`` -> ``run.best.viz.html``): the
+    default name of the page `charrnn viz` writes of a checkpoint."""
+    return os.path.splitext(checkpoint_path)[0] + VIZ_SUFFIX
+
+
 def is_charrnn_checkpoint(path: str) -> bool:
     """True if ``path`` is a regular file and an .npz holding a checkpoint's keys (the arrays
     themselves are not read: see checkpoint.load_checkpoint for that)."""
@@ -190,6 +199,11 @@ def is_charrnn_history(path: str) -> bool:
     """True if ``path`` is a regular file whose first line is charrnn's history header."""
     return _starts_with(path, (",".join(HISTORY_COLUMNS) + "\r\n").encode()) or \
         _starts_with(path, (",".join(HISTORY_COLUMNS) + "\n").encode())
+
+
+def is_viz_page(path: str) -> bool:
+    """True if ``path`` is a regular file that starts as every `charrnn viz` page does."""
+    return _starts_with(path, VIZ_PAGE_SIGNATURE)
 
 
 def is_png(path: str) -> bool:
@@ -225,6 +239,31 @@ def check_plot_output(output: str, checkpoint_path: str) -> None:
     if os.path.exists(output) and not is_png(output):
         raise RunFilesError(f"-o {output} exists and is not a PNG image; charrnn replaces only "
                             f"PNG files: choose another name, or remove it first")
+
+
+def check_page_output(output: str, checkpoint_path: str, text_file: str | None = None) -> None:
+    """Refuse a page name that would overwrite anything but a page `charrnn viz` wrote
+    (RunFilesError), as check_plot_output does for plots.
+
+    The rule: a new file, or an existing regular file that starts with VIZ_PAGE_SIGNATURE.
+    Never the checkpoint (or any .npz), the text, a history CSV, another HTML file or a folder.
+    """
+    check_current_folder(output, checkpoint_path, *([text_file] if text_file else []))
+    if output.endswith(".npz") or same_file(output, checkpoint_path) or \
+            os.path.abspath(output) == os.path.abspath(checkpoint_path):
+        raise RunFilesError(f"-o {output} would overwrite a checkpoint; name an .html file")
+    if text_file is not None and (same_file(output, text_file) or
+                                  os.path.abspath(output) == os.path.abspath(text_file)):
+        raise RunFilesError(f"-o {output} is the text being shown; name an .html file")
+    if not os.path.lexists(output):
+        return
+    kind = not_a_regular_file(output)
+    if kind:
+        raise RunFilesError(f"-o {output} is {kind}; name an .html file")
+    if os.path.exists(output) and not is_viz_page(output):
+        raise RunFilesError(f"-o {output} exists and is not a page charrnn viz wrote; charrnn "
+                            f"replaces only its own pages: choose another name, or remove it "
+                            f"first")
 
 
 # --------------------------------------------------------------------------- atomic writes
