@@ -89,6 +89,25 @@ def blas_threads_limited(count: int | None):
             set_blas_threads(previous)
 
 
+def numpy_threads(threads):
+    """(setup, teardown) callables that run a contender's chunks with ``threads`` BLAS threads."""
+    state = {}
+
+    def setup():
+        state["context"] = blas_threads_limited(threads)
+        state["context"].__enter__()
+
+    def teardown():
+        state["context"].__exit__(None, None, None)
+    return setup, teardown
+
+
+def torch_threads(torch, threads):
+    """(setup, teardown) callables that run a contender's chunks with ``threads`` torch threads."""
+    previous = torch.get_num_threads()
+    return (lambda: torch.set_num_threads(threads)), (lambda: torch.set_num_threads(previous))
+
+
 def blas_description() -> str:
     """NumPy's BLAS as one line: its build name and version (NumPy's configuration), then what
     threadpoolctl finds loaded: the library, its CPU kernel (``architecture``), its threading

@@ -35,8 +35,8 @@ import sys
 
 import numpy as np
 
-from _common import (DEFAULT_CORPUS, Contender, blas_threads_limited, format_rate, format_ratio,
-                     import_torch, machine_lines, print_table, run_interleaved)
+from _common import (DEFAULT_CORPUS, Contender, format_rate, format_ratio, import_torch,
+                     machine_lines, numpy_threads, print_table, run_interleaved, torch_threads)
 
 from charrnn.config import TrainConfig
 from charrnn.data import WindowCursor, make_streams, read_corpus, split_validation
@@ -63,23 +63,6 @@ def blas_kernel() -> str:
     kernels = {info.get("architecture") for info in threadpool_info()
                if info.get("internal_api") == "openblas"}
     return ", ".join(sorted(k for k in kernels if k)) or "unknown"
-
-
-def numpy_threads(threads):
-    state = {}
-
-    def setup():
-        state["context"] = blas_threads_limited(threads)
-        state["context"].__enter__()
-
-    def teardown():
-        state["context"].__exit__(None, None, None)
-    return setup, teardown
-
-
-def torch_threads(torch, threads):
-    previous = torch.get_num_threads()
-    return (lambda: torch.set_num_threads(threads)), (lambda: torch.set_num_threads(previous))
 
 
 class TorchModel:

@@ -31,8 +31,8 @@ import sys
 
 import numpy as np
 
-from _common import (DEFAULT_CORPUS, Contender, blas_threads_limited, format_rate, format_ratio,
-                     import_torch, machine_lines, print_table, run_interleaved)
+from _common import (DEFAULT_CORPUS, Contender, format_rate, format_ratio, import_torch,
+                     machine_lines, numpy_threads, print_table, run_interleaved, torch_threads)
 
 from charrnn.config import TrainConfig
 from charrnn.data import WindowCursor, make_streams, read_corpus, split_validation
@@ -43,18 +43,6 @@ from charrnn.train import Trainer
 CONFIGS = [(256, 64, 32), (100, 25, 1), (512, 100, 64)]   # (H, T, B)
 LEARNING_RATE, CLIP = 0.02, 5.0
 
-
-def thread_setting(threads):
-    """(setup, teardown) callables that run a contender's chunks with ``threads`` BLAS threads."""
-    state = {}
-
-    def setup():
-        state["context"] = blas_threads_limited(threads)
-        state["context"].__enter__()
-
-    def teardown():
-        state["context"].__exit__(None, None, None)
-    return setup, teardown
 
 
 def window_source(corpus, B: int, T: int):
@@ -199,14 +187,8 @@ class TorchRNN:
 
 # --- the benchmark ---------------------------------------------------------------------------
 
-def torch_thread_setting(torch, threads):
-    """(setup, teardown) callables that run a contender's chunks with ``threads`` torch threads."""
-    previous = torch.get_num_threads()
-    return (lambda: torch.set_num_threads(threads)), (lambda: torch.set_num_threads(previous))
-
-
 def bench_config(corpus, H: int, T: int, B: int, dtype: str, torch, timing: dict,
-                 all_threads: list[int], torch_threads: list[int]):
+                 all_threads: list[int], torch_counts: list[int]):
     """Time every contender for one configuration; returns ({name: Contender}, threads chosen)."""
     V = len(corpus.vocab)
     rng = np.random.default_rng(0)
@@ -215,7 +197,7 @@ def bench_config(corpus, H: int, T: int, B: int, dtype: str, torch, timing: dict
     if chosen not in all_threads:
         chosen = all_threads[0]
     for threads in all_threads:
-        setup, teardown = thread_setting(threads)
+        setup, teardown = numpy_threads(threads)
         config = TrainConfig(hidden_size=H, seq_length=T, batch_size=B, dtype=dtype,
                              learning_rate=LEARNING_RATE, clip=CLIP)
         trainer = Trainer(config, corpus)
@@ -224,12 +206,12 @@ def bench_config(corpus, H: int, T: int, B: int, dtype: str, torch, timing: dict
         contenders[f"ceiling/{threads}"] = Contender(
             f"ceiling/{threads}", MatmulCeiling(V, H, T, B, dtype, rng).step, T * B, setup, teardown)
     if B == 1:
-        setup, teardown = thread_setting(1)   # the classic loop's products are all tiny
+        setup, teardown = numpy_threads(1)   # the classic loop's products are all tiny
         contenders["classic"] = Contender("classic", ClassicLoop(
             V, H, window_source(corpus, B, T), rng).step, T, setup, teardown)
     if torch is not None:
-        for threads in torch_threads:
-            setup, teardown = torch_thread_setting(torch, threads)
+        for threads in torch_counts:
+            setup, teardown = torch_threads(torch, threads)
             for name, model in (("torch loop", TorchLoop), ("torch RNN", TorchRNN)):
                 contenders[f"{name}/{threads}"] = Contender(f"{name}/{threads}", model(
                     torch, V, H, B, window_source(corpus, B, T), dtype).step, T * B, setup, teardown)
@@ -264,18 +246,18 @@ def main(argv=None) -> int:
     torch = None if args.no_torch else import_torch()
     default_threads = blas_threads()
     all_threads = sorted({1, default_threads}) if default_threads else [None]
-    torch_threads = sorted({1, torch.get_num_threads()}) if torch is not None else []
+    torch_counts = sorted({1, torch.get_num_threads()}) if torch is not None else []
     if args.quick:
         timing = dict(chunk_seconds=0.02, rounds=2, warmup_seconds=0.01)
         if not args.config:
             configs = [(64, 16, 8), (32, 16, 1)]
-        all_threads, torch_threads = all_threads[:1], torch_threads[:1]
+        all_threads, torch_counts = all_threads[:1], torch_counts[:1]
     else:
         timing = dict(chunk_seconds=0.4, rounds=7, warmup_seconds=0.3, pause_seconds=0.15)
     if args.threads:
-        all_threads = torch_threads = sorted(set(args.threads))
+        all_threads = torch_counts = sorted(set(args.threads))
         if torch is None:
-            torch_threads = []
+            torch_counts = []
     if args.rounds:
         timing["rounds"] = args.rounds
     if args.chunk_seconds:
@@ -287,7 +269,7 @@ def main(argv=None) -> int:
     for line in machine_lines():
         print(line)
     if torch is not None:
-        print(f"torch {torch.__version__}, timed with {' and '.join(map(str, torch_threads))} "
+        print(f"torch {torch.__version__}, timed with {' and '.join(map(str, torch_counts))} "
               f"thread(s) (default {torch.get_num_threads()}); its faster figure is shown")
     print(f"chars/s = median of {timing['rounds']} chunks of ~{timing['chunk_seconds']} s, "
           f"contenders timed in turns after a warm-up; ratios are charrnn / baseline\n")
@@ -295,7 +277,7 @@ def main(argv=None) -> int:
     main_rows, thread_rows = [], []
     for H, T, B in configs:
         results, chosen = bench_config(corpus, H, T, B, args.dtype, torch, timing,
-                                       all_threads, torch_threads)
+                                       all_threads, torch_counts)
         get = lambda name: results[name].rate if name in results else math.nan
         ours, ceiling = get(f"charrnn/{chosen}"), get(f"ceiling/{chosen}")
         torch_loop, loop_threads = best(results, "torch loop")

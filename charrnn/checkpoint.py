@@ -33,9 +33,7 @@ from .config import TrainConfig
 from .data import Vocabulary
 from .model import Network, ParamSet
 from .model.network import FORMAT1_PARAM_NAMES, FORMAT1_STATE_NAMES
-# atomic_file and remove_stale_temporaries are imported here too, where they used to live.
-from .runfiles import (HISTORY_COLUMNS, ZIP_MAGIC, atomic_file, not_a_regular_file,  # noqa: F401
-                       remove_stale_temporaries)
+from .runfiles import HISTORY_COLUMNS, ZIP_MAGIC, atomic_file, not_a_regular_file
 
 FORMAT_VERSION = 2
 PREFIXES = {"params": "params.", "memory": "adagrad.", "carry": "carry."}

@@ -521,7 +521,8 @@ def read_known_text(checkpoint, text_file: str | None, skip_unknown: bool,
 def evaluate(text_file, checkpoint_arg, checkpoint_path, best, skip_unknown, quiet):
     """Score a model on TEXT_FILE: cross-entropy in nats and bits per character, perplexity.
 
-    The hidden state is carried through the text, as in training's validation loss.
+    Every character but the first is scored, each predicted from all the text before it
+    (the same figure as training's validation loss).
     """
     quiet_from_now(quiet)
     check_stdout_shows("")

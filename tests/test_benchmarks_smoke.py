@@ -71,8 +71,33 @@ def test_bench_memory_quick_prints_its_table():
     assert "charrnn sample" in output and "charrnn eval" in output and "20,000" in output
 
 
+def test_bench_cells_quick_prints_both_environments_and_every_cell():
+    output = run_benchmark("bench_cells.py", *([] if HAVE_TORCH else ["--no-torch"]))
+    assert output.count("=== environment") == 2
+    assert "environment as-is" in output and "environment unset" in output
+    assert output.count("OpenBLAS kernel:") == 2
+    header_line(output, "config", "cell", "charrnn", "torch", "x torch")
+    header_line(output, "size", "cell", "charrnn", "torch", "x torch", "target")
+    for cell in ("rnn", "lstm", "gru"):
+        assert sum(line.split()[3:4] == [cell] or f" {cell} " in line
+                   for line in output.splitlines()) >= 4   # 2 tables x 2 environments
+
+
+def test_bench_busy_quick_prints_alone_and_busy_rows():
+    output = run_benchmark("bench_busy.py")
+    header_line(output, "machine", "threads", "chars/s", "x 1 thread")
+    assert output.count("alone") == 3 and output.count("beside a busy process") == 3
+    assert "default (" in output
+
+
+def test_eval_exactness_quick_prints_its_table():
+    output = run_benchmark("eval_exactness.py")
+    assert "exact" in output and "batched" in output
+
+
 @pytest.mark.parametrize("script", ["bench_train.py", "bench_sample.py", "bench_corpus.py",
-                                    "bench_memory.py", "tune.py"])
+                                    "bench_memory.py", "bench_cells.py", "bench_busy.py",
+                                    "eval_exactness.py", "tune.py"])
 def test_help_describes_the_quick_mode(script):
     done = subprocess.run([sys.executable, os.path.join(BENCHMARKS, script), "--help"],
                           capture_output=True, text=True, cwd=REPO, timeout=60)

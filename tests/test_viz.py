@@ -256,7 +256,6 @@ def test_headline_agrees_with_eval_on_a_long_text(models, tmp_path):
     """Past 2,048 characters eval scores several streams side by side; the headline is still
     eval's figure, and the exact one-stream figure is shown beside it when they differ."""
     folder, text, paths = models
-    checkpoint = load_checkpoint(paths["rnn"])
     shown = make_text(80, seed=7)
     assert len(shown) > 2100
     page, result = write_page(tmp_path, shown, paths["rnn"], "--max-chars", 5000)

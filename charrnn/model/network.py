@@ -21,7 +21,6 @@ cell's module lists them), then ``Why`` and ``by``; carried state ``l<l>.h`` (an
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from types import ModuleType
 
