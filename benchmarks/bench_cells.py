@@ -23,7 +23,8 @@ NumPy's OpenBLAS use older, slower kernels than a user's machine would. By defau
 benchmark runs twice, in child processes: once with the environment as it is, once with both
 variables unset (what a user's NumPy does); each table says which kernel ran.
 
-Usage:  python benchmarks/bench_cells.py [--quick] [--sizes 256,512] [--env both|as-is|unset]
+Usage:  python benchmarks/bench_cells.py [--quick] [--sizes 256,512] [--only training|sampling]
+                                         [--env both|as-is|unset]
 """
 from __future__ import annotations
 
@@ -176,7 +177,7 @@ def run_child(args) -> int:
           f"contenders timed in turns; (n) = the thread count of the faster figure\n")
 
     rows = []
-    for H in sizes:
+    for H in (sizes if args.only != "sampling" else []):
         for cell in CELLS:
             results = train_contenders(corpus, cell, H, torch, threads)
             run_interleaved(list(results.values()), **timing)
@@ -189,9 +190,12 @@ def run_child(args) -> int:
                          format_ratio(ours, plain) if cell == "lstm" else "",
                          f">= {TARGETS[cell]}x" + (f", >= {TARGET_NO_ONEDNN}x no-oneDNN"
                                                    if cell == "lstm" else "")])
-    print("Training, chars/s (float32, one layer)")
-    print_table(["config", "cell", "charrnn", "torch", "x torch", "torch no-oneDNN",
-                 "x no-oneDNN", "target (user's kernels)"], rows)
+    if rows:
+        print("Training, chars/s (float32, one layer)")
+        print_table(["config", "cell", "charrnn", "torch", "x torch", "torch no-oneDNN",
+                     "x no-oneDNN", "target (user's kernels)"], rows)
+    if args.only == "training":
+        return 0
 
     rows = []
     seed = [int(c) for c in corpus.vocab.encode(SEED_TEXT)]
@@ -221,6 +225,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", default="256,512", help="hidden sizes, comma-separated")
     parser.add_argument("--rounds", type=int, default=7, help="timed chunks per contender")
     parser.add_argument("--corpus", default=DEFAULT_CORPUS)
+    parser.add_argument("--only", choices=["training", "sampling"],
+                        help="time only training or only sampling")
     parser.add_argument("--env", choices=["both", "as-is", "unset"], default="both",
                         help="run with this machine's environment, with the OpenBLAS variables "
                              "unset, or both in turn (default)")

@@ -35,8 +35,3 @@ def tanh(x: np.ndarray, out: np.ndarray) -> np.ndarray:
     np.multiply(x, -2, out)
     return tanh_from_sigmoid(sigmoid_from_negated(out))
 
-
-def sigmoid(x: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``sigma(x)`` into ``out`` (which may be x)."""
-    np.negative(x, out)
-    return sigmoid_from_negated(out)

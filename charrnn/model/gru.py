@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activations import sigmoid, sigmoid_from_negated, tanh
+from .activations import sigmoid_from_negated, tanh
 
 NAME = "gru"
 GATES = 3
@@ -160,17 +160,25 @@ def internals(ws: Workspace) -> dict[str, np.ndarray]:
     return values
 
 
-def step(p: dict, x: np.ndarray, rec: np.ndarray, state: tuple) -> None:
+def step(p: dict, x: np.ndarray, rec: np.ndarray, state: tuple, work: np.ndarray) -> None:
     """One step for sampling, in place on ``state = (h,)``.
 
-    x: (3H,) the input term Wxh x_t + bh; rec: (3H,) Whh h_{t-1} from the caller (without bhn).
+    x: (3H,) the input term Wxh x_t + bh; rec: (3H,) Whh h_{t-1} from the caller (without
+    bhn); work: a (3H,) buffer. On vectors this short a call costs more than its arithmetic,
+    so this uses np.tanh (one call) rather than the exp-based functions, and no temporaries.
     """
     h, = state
     H = h.shape[-1]
-    with np.errstate(over="ignore"):
-        ru = sigmoid(x[..., :2 * H] + rec[..., :2 * H], np.empty(2 * H, h.dtype))
-        n = x[..., 2 * H:] + ru[..., :H] * (rec[..., 2 * H:] + p["bhn"])
-        tanh(n, n)
+    ru, n = work[:2 * H], work[2 * H:]
+    np.add(x[:2 * H], rec[:2 * H], ru)
+    np.multiply(ru, 0.5, ru)
+    np.tanh(ru, ru)
+    np.multiply(ru, 0.5, ru)
+    np.add(ru, 0.5, ru)                                # r, u = sigma(.) = 0.5 tanh(. / 2) + 0.5
+    np.add(rec[2 * H:], p["bhn"], n)                   # hn = U_n h + bhn
+    np.multiply(n, ru[:H], n)
+    np.add(n, x[2 * H:], n)
+    np.tanh(n, n)                                      # n = tanh(W_n x + b_n + r hn)
     np.subtract(h, n, h)
-    np.multiply(h, ru[..., H:], h)
+    np.multiply(h, ru[H:], h)
     np.add(h, n, h)                                    # h = n + u (h - n)

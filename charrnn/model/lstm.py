@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activations import sigmoid, sigmoid_from_negated, tanh, tanh_from_sigmoid
+from .activations import sigmoid_from_negated, tanh, tanh_from_sigmoid
 
 NAME = "lstm"
 GATES = 4
@@ -182,17 +182,23 @@ def internals(ws: Workspace) -> dict[str, np.ndarray]:
     return values
 
 
-def step(p: dict, x: np.ndarray, rec: np.ndarray, state: tuple) -> None:
+def step(p: dict, x: np.ndarray, rec: np.ndarray, state: tuple, work: np.ndarray) -> None:
     """One step for sampling, in place on ``state = (h, c)``.
 
-    x: (4H,) the input term Wxh x_t + bh; rec: (4H,) Whh h_{t-1} from the caller.
+    x: (4H,) the input term Wxh x_t + bh; rec: (4H,) Whh h_{t-1} from the caller; work: a
+    (4H,) buffer. On vectors this short a call costs more than its arithmetic, so this uses
+    np.tanh (one call per nonlinearity) rather than the exp-based functions.
     """
     h, c = state
     H = h.shape[-1]
-    z = np.add(x, rec)
-    with np.errstate(over="ignore"):
-        sigmoid(z[..., :3 * H], z[..., :3 * H])
-        tanh(z[..., 3 * H:], z[..., 3 * H:])
-        np.multiply(z[..., H:2 * H], c, c)                 # c = f * c
-        c += z[..., :H] * z[..., 3 * H:]                   # c += i * g
-        np.multiply(z[..., 2 * H:3 * H], tanh(c, np.empty_like(c)), h)   # h = o * tanh(c)
+    z = np.add(x, rec, work)
+    sig = z[:3 * H]
+    np.multiply(sig, 0.5, sig)
+    np.tanh(z, z)                                      # g = tanh(.); tanh(. / 2) for i, f, o
+    np.multiply(sig, 0.5, sig)
+    np.add(sig, 0.5, sig)                              # i, f, o = 0.5 tanh(. / 2) + 0.5
+    np.multiply(z[H:2 * H], c, c)                      # c = f * c
+    np.multiply(z[:H], z[3 * H:], z[:H])
+    np.add(c, z[:H], c)                                # c += i * g
+    np.tanh(c, h)
+    np.multiply(h, z[2 * H:3 * H], h)                  # h = o * tanh(c)

@@ -345,6 +345,7 @@ class Stream:
             self.next_input.append(product[:len(above)])
             self.recurrent.append(product[len(above):])
         self.states = [tuple(np.zeros(H, dtype) for _ in cell.STATE_NAMES) for cell in self.cells]
+        self.work = [np.empty(len(recurrent), dtype) for recurrent in self.recurrent]
         self._top_Whh_T = self.stacked_T[-1][:, V:]
 
     def prime(self, c: int) -> None:
@@ -364,7 +365,8 @@ class Stream:
         x = self.input_rows[c]
         top = len(self.cells) - 1
         for layer, cell in enumerate(self.cells):
-            cell.step(self.layer_params[layer], x, self.recurrent[layer], self.states[layer])
+            cell.step(self.layer_params[layer], x, self.recurrent[layer], self.states[layer],
+                      self.work[layer])
             if layer < top:
                 np.dot(self.states[layer][0], self.stacked_T[layer], self.products[layer])
                 x = self.next_input[layer]

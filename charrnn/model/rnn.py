@@ -110,11 +110,12 @@ def internals(ws: Workspace) -> dict[str, np.ndarray]:
     return {"h": ws.hs[1:]}
 
 
-def step(p: dict, x: np.ndarray, rec: np.ndarray, state: tuple) -> None:
+def step(p: dict, x: np.ndarray, rec: np.ndarray, state: tuple, work: np.ndarray) -> None:
     """One step for sampling, in place: ``h = tanh(x + rec)``.
 
     x: (H,) the input term Wxh x_t + bh; rec: (H,) Whh h_{t-1}, computed by the caller
-    (it stacks Whh with the next layer's weights to make one product of h); state: (h,).
+    (it stacks Whh with the next layer's weights to make one product of h); state: (h,);
+    work: a scratch buffer, unused here (the gated cells need one).
     """
     h, = state
     np.tanh(np.add(rec, x, h), h)
