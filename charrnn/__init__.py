@@ -1,3 +1,4 @@
-"""charrnn: a character-level vanilla RNN in NumPy, with a command line to train and sample it."""
+"""charrnn: a character-level RNN (vanilla, LSTM or GRU) in NumPy, with a command line to train,
+sample, evaluate, look inside and export it."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -227,18 +227,8 @@ def check_plot_output(output: str, checkpoint_path: str) -> None:
     The rule: a new file, or an existing regular file that starts with the PNG signature
     (a plot made before). Never the checkpoint, a text, a history CSV or a folder.
     """
-    check_current_folder(output, checkpoint_path)
-    if output.endswith(".npz") or same_file(output, checkpoint_path) or \
-            os.path.abspath(output) == os.path.abspath(checkpoint_path):
-        raise RunFilesError(f"-o {output} would overwrite a checkpoint; name a .png file")
-    if not os.path.lexists(output):
-        return
-    kind = not_a_regular_file(output)
-    if kind:
-        raise RunFilesError(f"-o {output} is {kind}; name a .png file")
-    if os.path.exists(output) and not is_png(output):
-        raise RunFilesError(f"-o {output} exists and is not a PNG image; charrnn replaces only "
-                            f"PNG files: choose another name, or remove it first")
+    _check_replaceable(output, checkpoint_path, None, "a .png file", is_png,
+                       "is not a PNG image; charrnn replaces only PNG files")
 
 
 def check_page_output(output: str, checkpoint_path: str, text_file: str | None = None) -> None:
@@ -248,22 +238,30 @@ def check_page_output(output: str, checkpoint_path: str, text_file: str | None =
     The rule: a new file, or an existing regular file that starts with VIZ_PAGE_SIGNATURE.
     Never the checkpoint (or any .npz), the text, a history CSV, another HTML file or a folder.
     """
+    _check_replaceable(output, checkpoint_path, text_file, "an .html file", is_viz_page,
+                       "is not a page charrnn viz wrote; charrnn replaces only its own pages")
+
+
+def _check_replaceable(output: str, checkpoint_path: str, text_file: str | None, hint: str,
+                       is_ours, not_ours: str) -> None:
+    """Raise RunFilesError unless ``output`` is a new name or a regular file ``is_ours``
+    accepts; never the checkpoint (or any .npz) or the text. ``hint`` names the kind of file
+    to give instead, ``not_ours`` says why an existing file is refused."""
     check_current_folder(output, checkpoint_path, *([text_file] if text_file else []))
     if output.endswith(".npz") or same_file(output, checkpoint_path) or \
             os.path.abspath(output) == os.path.abspath(checkpoint_path):
-        raise RunFilesError(f"-o {output} would overwrite a checkpoint; name an .html file")
+        raise RunFilesError(f"-o {output} would overwrite a checkpoint; name {hint}")
     if text_file is not None and (same_file(output, text_file) or
                                   os.path.abspath(output) == os.path.abspath(text_file)):
-        raise RunFilesError(f"-o {output} is the text being shown; name an .html file")
+        raise RunFilesError(f"-o {output} is the text being shown; name {hint}")
     if not os.path.lexists(output):
         return
     kind = not_a_regular_file(output)
     if kind:
-        raise RunFilesError(f"-o {output} is {kind}; name an .html file")
-    if os.path.exists(output) and not is_viz_page(output):
-        raise RunFilesError(f"-o {output} exists and is not a page charrnn viz wrote; charrnn "
-                            f"replaces only its own pages: choose another name, or remove it "
-                            f"first")
+        raise RunFilesError(f"-o {output} is {kind}; name {hint}")
+    if os.path.exists(output) and not is_ours(output):
+        raise RunFilesError(f"-o {output} exists and {not_ours}: choose another name, or "
+                            f"remove it first")
 
 
 # --------------------------------------------------------------------------- atomic writes

@@ -2,8 +2,9 @@
 
 A format-1 checkpoint made by charrnn 0.2.0 (tests/fixtures/format1, with the commands that
 made it in its README) must still load, sample and resume exactly as that release did, and
-evaluate (to the exact cross-entropy of its text, which 0.2.0 did not print: issue 12); format 2 must round-trip every cell and depth, and a file whose arrays do not match its
-own description, or that is newer than this charrnn, is refused in one line.
+evaluate (to the exact cross-entropy of its text, which 0.2.0 did not print: issue 12);
+format 2 must round-trip every cell and depth, and a file whose arrays do not match its own
+description, or that is newer than this charrnn, is refused in one line.
 """
 from __future__ import annotations
 
