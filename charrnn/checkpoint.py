@@ -170,6 +170,8 @@ def _checkpoint_from_arrays(arrays: dict[str, np.ndarray]) -> Checkpoint:
     if int(version) > FORMAT_VERSION:
         raise ValueError(f"it has format version {int(version)}, newer than this charrnn "
                          f"reads ({FORMAT_VERSION}); upgrade charrnn")
+    if int(version) < 1:
+        raise ValueError(f"format_version {int(version)} is not a charrnn format (1 or 2)")
 
     vocab_array = arrays["vocab"]
     if vocab_array.ndim != 1 or vocab_array.dtype.kind != "U" or len(vocab_array) < 1:

@@ -21,7 +21,7 @@ from .export import (JSON_WARNING_BYTES, ExportError, check_export_output, defau
                      export_model, format_for)
 from .model import CELLS
 from .sample import generate
-from .threads import set_blas_threads, threads_for, usable_cores
+from .threads import set_blas_threads, threads_for, training_threads
 from .plot import PlotUnavailable, plot_history
 from .runfiles import (RunFilesError, best_path, check_page_output, check_plot_output,
                        claimed_run, history_path, prepare_run, training_checkpoint, viz_path)
@@ -324,15 +324,10 @@ def choose_threads(trainer: Trainer, requested: int | None) -> None:
     float32 results differ in their last bits with another thread count, so a resumed run
     keeps the count it was trained with unless told otherwise.
     """
-    saved = trainer.blas_threads
-    cores = usable_cores()
-    if requested is not None and requested > cores:
-        say(f"note: --threads {requested} is more than the {cores} usable core(s); using {cores}")
-        requested = cores
-    count = requested or saved or threads_for(trainer.config.batch_size, trainer.config.hidden_size)
-    if saved is not None and count != saved:
-        say(f"note: this model was trained with {saved} BLAS thread(s), now {count}; "
-            f"results will differ from an uninterrupted run in the last bits")
+    count, notes = training_threads(requested, trainer.blas_threads, trainer.config.batch_size,
+                                    trainer.config.hidden_size)
+    for note in notes:
+        say(f"note: {note}")
     set_blas_threads(count)
     trainer.blas_threads = count
 

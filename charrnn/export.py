@@ -5,8 +5,8 @@ vocabulary and the model's description beside them, so that the file alone is en
 rebuild the model and sample from it.
 
 safetensors (https://github.com/huggingface/safetensors), written here by hand rather than
-with the ``safetensors`` package: the format is a few lines (below), charrnn keeps no
-dependency beyond NumPy, click and tqdm, and the package's wheels need Python 3.10 or newer
+with the ``safetensors`` package: the format is a few lines (below), charrnn needs no
+package for it, and the package's wheels need Python 3.10 or newer
 where charrnn supports 3.9. The tests read our files back with the package and with torch.
 
     8 bytes     N, the header's length, unsigned little-endian

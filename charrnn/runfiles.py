@@ -5,7 +5,8 @@ A run saved at ``m.npz`` writes three files side by side: the checkpoint ``m.npz
 twin ``m.best.npz`` and its history ``m.csv``. Each is written through a temporary
 ``.<name>.<random>.tmp`` renamed over it, and while the run trains it holds the lock
 ``.m.npz.lock`` beside the checkpoint. charrnn replaces only files that are plainly its own
-(a charrnn checkpoint, a charrnn history, a PNG) and never deletes a model it is not replacing.
+(a charrnn checkpoint, a charrnn history, a PNG, a page of ``charrnn viz``; exports are
+checked alike in export.py) and never deletes a model it is not replacing.
 Problems are raised as RunFilesError, with a one-line message for the user.
 """
 from __future__ import annotations

@@ -76,6 +76,29 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def training_threads(requested: int | None, saved: int | None, batch_size: int,
+                     hidden_size: int) -> tuple[int, list[str]]:
+    """The BLAS thread count for a training run, and notes for the user about the choice.
+
+    The user's --threads (``requested``) first, then OPENBLAS_NUM_THREADS/OMP_NUM_THREADS,
+    then the count a resumed run was trained with (``saved``: float32 results differ in their
+    last bits with another count), then threads_for; never more than the usable cores.
+    """
+    notes = []
+    cores = usable_cores()
+    if requested is not None and requested > cores:
+        notes.append(f"--threads {requested} is more than the {cores} usable core(s); "
+                     f"using {cores}")
+        requested = cores
+    from_environment = blas_threads() if _user_chose_threads() else None
+    count = requested or from_environment or saved or threads_for(batch_size, hidden_size)
+    count = min(count, cores)
+    if saved is not None and count != saved:
+        notes.append(f"this model was trained with {saved} BLAS thread(s), now {count}; "
+                     f"results will differ from an uninterrupted run in the last bits")
+    return count, notes
+
+
 def _user_chose_threads() -> bool:
     return any(os.environ.get(name) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"))
 

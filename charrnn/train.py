@@ -21,7 +21,7 @@ from .data import (Corpus, WindowCursor, make_streams, min_stream_length, split_
 from .evaluate import score_text
 from .model import Network
 from .optim import Adagrad, clip_gradients, scheduled_learning_rate
-from .runfiles import atomic_file, best_path, history_path  # noqa: F401 (names used to live here)
+from .runfiles import atomic_file, best_path, history_path
 from .sample import generate
 
 LOSS_SMOOTHING = 0.99          # smooth_loss = 0.99 * smooth_loss + 0.01 * loss, per iteration
@@ -67,7 +67,8 @@ class Trainer:
             self.smooth_loss = float(state["smooth_loss"])
             self.elapsed_seconds = float(state["elapsed_seconds"])
             self.history = checkpoint.history
-            self.best_val_loss = state.get("best_val_loss") or math.inf
+            best = state.get("best_val_loss")
+            self.best_val_loss = math.inf if best is None else best
             if "rng_state" in state:
                 self.rng.bit_generator.state = state["rng_state"]
             if state.get("text_sha256") != corpus.sha256 or self.position >= len(self.streams):
@@ -133,7 +134,13 @@ class Trainer:
         """Mean loss per character (nats) on the held-out text; NaN when there is none."""
         if len(self.val_indices) < 2:
             return math.nan
-        return score_text(self.network, self.params, self.val_indices).nats_per_char
+        # Weights on their way to blowing up overflow here first: say so, with advice,
+        # rather than letting NumPy warn and a NaN enter the history.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            loss = score_text(self.network, self.params, self.val_indices).nats_per_char
+        if not math.isfinite(loss):
+            raise self.divergence(self.iteration)
+        return loss
 
     def record_evaluation(self, val_loss: float) -> bool:
         """Append a history row; returns True if ``val_loss`` is the best so far."""
@@ -384,7 +391,7 @@ def run_training(trainer: Trainer, checkpoint_path: str, show_progress: bool = T
                 if now - last_shown > 0.5 or done:
                     last_shown = now
                     bar.set_postfix_str(progress_text(trainer, val_loss, bar), refresh=False)
-            if caught:
+            if caught and trainer.iteration < config.max_iters:   # (at the end: saved, done)
                 save()
                 return Outcome(finished=False, signal_number=caught[0])
             return Outcome(finished=True)

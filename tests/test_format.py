@@ -257,6 +257,7 @@ def set_config(arrays, **values):
     (lambda a: a.update({"adagrad.Why": -a["adagrad.Why"] - 1}), "negative"),
     (lambda a: a.update({"params.l2.bh": a["params.l2.bh"] * np.nan}), "NaN"),
     (lambda a: a.update({"format_version": np.array(FORMAT_VERSION + 1)}), "newer"),
+    (lambda a: a.update({"format_version": np.array(0)}), "not a charrnn format"),
 ])
 def test_a_format_2_file_that_contradicts_itself_is_refused(tmp_path, change, message):
     text = tmp_path / "t.txt"

@@ -107,3 +107,26 @@ def test_the_benchmarks_blas_line_names_the_kernel(restore_threads):
     with _common.blas_threads_limited(2):
         assert threads.blas_threads() == 2
     assert threads.blas_threads() == 1
+
+
+def test_training_threads_order_of_choices(monkeypatch):
+    """--threads, then the environment, then the saved count, then the size policy; never
+    more than the usable cores, with a note when a resumed run changes its count."""
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert threads.training_threads(1, 2, 32, 256) == (1, [
+        "this model was trained with 2 BLAS thread(s), now 1; "
+        "results will differ from an uninterrupted run in the last bits"])
+    count, notes = threads.training_threads(8, None, 32, 256)
+    assert count == 2 and "more than the 2 usable core(s)" in notes[0]
+    assert threads.training_threads(None, 1, 32, 256) == (1, [])
+    # a saved count above this machine's cores is capped, and the change is said
+    count, notes = threads.training_threads(None, 4, 32, 256)
+    assert count == 2 and "trained with 4" in notes[0]
+    assert threads.training_threads(None, None, 1, 8) == (1, [])
+    # the environment's choice wins over the saved count
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    monkeypatch.setattr(threads, "blas_threads", lambda: 1)
+    count, notes = threads.training_threads(None, 2, 32, 256)
+    assert count == 1 and "trained with 2" in notes[0]

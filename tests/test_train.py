@@ -352,3 +352,36 @@ def test_training_sample_leaves_training_unchanged(corpus, tmp_path):
     assert sum("sample" in m for m in messages) == 4
     train(small_config(max_iters=20, sample_every=0), corpus, tmp_path / "b.npz")
     assert_identical_checkpoints(tmp_path / "a.npz", tmp_path / "b.npz", ignore=["config"])
+
+
+def test_a_validation_loss_that_overflows_stops_training_with_advice(corpus, tmp_path,
+                                                                      monkeypatch):
+    """Weights on their way to blowing up overflow in the validation pass first: training
+    stops with the divergence advice, and no NaN enters the history."""
+    import charrnn.train as train_module
+    from charrnn.evaluate import Score
+    monkeypatch.setattr(train_module, "score_text",
+                        lambda network, params, indices: Score(math.nan, 10))
+    trainer = Trainer(small_config(), corpus)
+    with pytest.raises(TrainingError, match="learning-rate"):
+        run_training(trainer, str(tmp_path / "m.npz"), show_progress=False, log=lambda m: None)
+    assert len(trainer.history) == 0
+
+
+def test_a_signal_in_the_last_iteration_still_finishes(corpus, tmp_path, monkeypatch):
+    """A Ctrl-C that arrives while the last iteration runs: the run has saved its end, so it
+    is reported finished, not interrupted (no 'to continue' advice for a finished model)."""
+    config = small_config(max_iters=5)
+    trainer = Trainer(config, corpus)
+    real_step = trainer.step
+
+    def step_and_interrupt_at_the_end():
+        loss = real_step()
+        if trainer.iteration == config.max_iters:
+            signal.raise_signal(signal.SIGINT)
+        return loss
+    monkeypatch.setattr(trainer, "step", step_and_interrupt_at_the_end)
+    outcome = run_training(trainer, str(tmp_path / "m.npz"), show_progress=False,
+                           log=lambda message: None)
+    assert outcome.finished
+    assert load_checkpoint(tmp_path / "m.npz").state["iteration"] == 5

@@ -41,9 +41,8 @@ from .activations import sigmoid_from_negated, tanh, tanh_from_sigmoid
 NAME = "lstm"
 GATES = 4
 STATE_NAMES = ("h", "c")
-# Where each gate's rows sit in our stacking, and in torch.nn.LSTM's (i, f, g, o).
+# The order of the gates' rows in our stacking (torch.nn.LSTM's is i, f, g, o).
 GATE_ORDER = ("i", "f", "o", "g")
-TORCH_GATE_ORDER = ("i", "f", "g", "o")
 
 
 def param_shapes(input_size: int, H: int) -> dict[str, tuple[int, ...]]:

@@ -187,9 +187,10 @@ class Network:
                 for _ in self.cells]
 
     def _workspace(self, T: int, B: int) -> _Workspace:
-        """The buffers for a (T, B) window, kept for the next window of that size. Training
-        alternates between two or three sizes (its windows, and evaluation's), so a few
-        are kept rather than one."""
+        """The buffers for a (T, B) window, kept for the next window of that size. A few
+        sizes are kept (training's windows, the evaluation's); when more come (an evaluation
+        uses up to four), all are dropped and made again as needed: at most one
+        reallocation of training's buffers per evaluation."""
         if (T, B) not in self._workspaces:
             if len(self._workspaces) >= MAX_WORKSPACES:
                 self._workspaces.clear()
