@@ -177,13 +177,11 @@ class Trainer:
 
 def training_memory_bytes(network: Network, config: TrainConfig) -> int:
     """A lower estimate of the memory training allocates, in bytes: the parameters three times
-    (weights, gradients, Adagrad memories), a window's logits twice (T*B*V values, and as many
-    again for the backward pass or a small vocabulary's one-hot buffer) and four (T, B, H)
-    buffers per layer. Python integers throughout, so absurd sizes cannot overflow."""
-    T, B, H, V = config.seq_length, config.batch_size, config.hidden_size, network.vocab_size
+    (weights, gradients, Adagrad memories) and the buffers of one window. Python integers
+    throughout, so absurd sizes cannot overflow."""
     params = sum(math.prod(shape) for shape in network.param_shapes.values())
-    values = 3 * params + 2 * T * B * V + 4 * T * B * H * config.num_layers
-    return values * network.dtype.itemsize
+    return (3 * params * network.dtype.itemsize
+            + network.workspace_bytes(config.seq_length, config.batch_size))
 
 
 def physical_memory_bytes() -> int | None:

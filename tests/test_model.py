@@ -615,3 +615,16 @@ def test_dropout_masks(p):
         np.testing.assert_array_equal(a, b)
         assert not np.array_equal(a, c)
     assert make_network("gru", V, H, L).draw_dropout_masks(np.random.default_rng(11), T, B) is None
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_workspace_bytes_estimates_the_buffers_a_window_allocates(cell):
+    """The memory check before training uses this estimate: it must follow each cell's real
+    buffers (a gated cell's are three times a vanilla one's), within a quarter."""
+    from charrnn.model.network import _Workspace
+    network = Network(ModelSpec(65, 64, cell, 2, 0.1), np.float32)
+    T, B = 16, 8
+    ws = _Workspace(network, T, B)
+    arrays = [a for layer in ws.layers for a in vars(layer).values() if isinstance(a, np.ndarray)]
+    allocated = sum(a.nbytes for a in arrays + ws.dropped + [ws.out.probs])
+    assert 0.75 * allocated <= network.workspace_bytes(T, B) <= 1.25 * allocated

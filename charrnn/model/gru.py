@@ -34,6 +34,7 @@ from .activations import sigmoid_from_negated, tanh
 NAME = "gru"
 GATES = 3
 STATE_NAMES = ("h",)
+WINDOW_BUFFERS = 14        # (T, B, H) arrays' worth in the Workspace, for memory estimates
 GATE_ORDER = ("r", "z", "n")          # the same as torch.nn.GRU's
 
 

@@ -41,6 +41,7 @@ from .activations import sigmoid_from_negated, tanh, tanh_from_sigmoid
 NAME = "lstm"
 GATES = 4
 STATE_NAMES = ("h", "c")
+WINDOW_BUFFERS = 12        # (T, B, H) arrays' worth in the Workspace, for memory estimates
 # The order of the gates' rows in our stacking (torch.nn.LSTM's is i, f, g, o).
 GATE_ORDER = ("i", "f", "o", "g")
 

@@ -161,6 +161,15 @@ class Network:
         rows.append(("output", f"linear, {self.hidden_size} -> {self.vocab_size}", count))
         return rows
 
+    def workspace_bytes(self, T: int, B: int) -> int:
+        """About how many bytes the buffers of a (T, B) window take: each layer's cell
+        workspace, dropout copies and the output layer's (T*B, V) probabilities. Python
+        integers, so absurd sizes cannot overflow."""
+        H, V = self.hidden_size, self.vocab_size
+        per_layer = sum(cell.WINDOW_BUFFERS for cell in self.cells) * T * B * H
+        dropped = len(self.cells) * T * B * H if self.spec.dropout > 0 else 0
+        return (per_layer + dropped + 2 * T * B * V) * self.dtype.itemsize
+
     # --- carried state --------------------------------------------------------------------
 
     def state_shapes(self, num_streams: int) -> dict[str, tuple[int, int]]:

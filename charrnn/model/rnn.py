@@ -29,6 +29,7 @@ import numpy as np
 NAME = "rnn"
 GATES = 1                  # pre-activations per hidden unit: z has GATES * H columns
 STATE_NAMES = ("h",)       # what a stream carries from one window to the next
+WINDOW_BUFFERS = 4         # (T, B, H) arrays in the Workspace, for memory estimates
 
 
 def param_shapes(input_size: int, H: int) -> dict[str, tuple[int, ...]]:
