@@ -356,6 +356,22 @@ def latest_checkpoint() -> str:
     return path
 
 
+def checkpoint_choice(what: str, best: bool = False):
+    """The options that choose a command's checkpoint: ``[CHECKPOINT]`` or ``--checkpoint
+    PATH`` (see one_checkpoint), and ``--best`` where the command offers it."""
+    def decorate(command):
+        if best:
+            command = click.option(
+                "--best", is_flag=True,
+                help="Use the checkpoint's lowest-validation-loss twin (.best.npz).")(command)
+        command = click.option(
+            "--checkpoint", "checkpoint_path", metavar="PATH",
+            help=f"{what} (or give it as CHECKPOINT). "
+                 f"[default: the latest checkpoint in checkpoints/]")(command)
+        return click.argument("checkpoint_arg", metavar="[CHECKPOINT]", required=False)(command)
+    return decorate
+
+
 def one_checkpoint(positional: str | None, option: str | None) -> str | None:
     """The checkpoint, given as CHECKPOINT or as --checkpoint PATH (both only if the same)."""
     if positional is not None and option is not None and (
@@ -391,11 +407,7 @@ def open_checkpoint(path: str | None, best: bool = False, mention_best: bool = F
 
 
 @cli.command()
-@click.argument("checkpoint_arg", metavar="[CHECKPOINT]", required=False)
-@click.option("--checkpoint", "checkpoint_path", metavar="PATH",
-              help="Model to sample from (or give it as CHECKPOINT). "
-                   "[default: the latest checkpoint in checkpoints/]")
-@click.option("--best", is_flag=True, help="Use the checkpoint's lowest-validation-loss twin (.best.npz).")
+@checkpoint_choice("Model to sample from", best=True)
 @click.option("--seed", default="", metavar="TEXT",
               help="Text to prime the network with; printed before the generated text. [default: none]")
 @click.option("-n", "--length", default=500, show_default=True, type=click.IntRange(min=0),
@@ -453,9 +465,7 @@ def write_stream(start: str, characters) -> None:
 
 
 @cli.command()
-@click.argument("checkpoint_arg", metavar="[CHECKPOINT]", required=False)
-@click.option("--checkpoint", "checkpoint_path", metavar="PATH",
-              help="The checkpoint (or give it as CHECKPOINT). [default: the latest in checkpoints/]")
+@checkpoint_choice("The checkpoint")
 def info(checkpoint_arg, checkpoint_path):
     """Describe a checkpoint: settings, vocabulary, progress and losses."""
     path, checkpoint = open_checkpoint(one_checkpoint(checkpoint_arg, checkpoint_path))
@@ -505,11 +515,7 @@ def read_known_text(checkpoint, text_file: str | None, skip_unknown: bool,
 
 @cli.command(name="eval")
 @click.argument("text_file", metavar="TEXT_FILE")
-@click.argument("checkpoint_arg", metavar="[CHECKPOINT]", required=False)
-@click.option("--checkpoint", "checkpoint_path", metavar="PATH",
-              help="Model to evaluate (or give it as CHECKPOINT). "
-                   "[default: the latest checkpoint in checkpoints/]")
-@click.option("--best", is_flag=True, help="Use the checkpoint's lowest-validation-loss twin (.best.npz).")
+@checkpoint_choice("Model to evaluate", best=True)
 @click.option("--skip-unknown", is_flag=True,
               help="Leave out characters the model does not know (they are counted) instead of failing.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no notes, only errors.")
@@ -538,9 +544,7 @@ def evaluate(text_file, checkpoint_arg, checkpoint_path, best, skip_unknown, qui
 
 
 @cli.command()
-@click.argument("checkpoint_arg", metavar="[CHECKPOINT]", required=False)
-@click.option("--checkpoint", "checkpoint_path", metavar="PATH",
-              help="The checkpoint (or give it as CHECKPOINT). [default: the latest in checkpoints/]")
+@checkpoint_choice("The checkpoint")
 @click.option("-o", "--output", metavar="FILE.png",
               help="Where to write the PNG. [default: the checkpoint's path with .png]")
 def plot(checkpoint_arg, checkpoint_path, output):
@@ -560,11 +564,7 @@ def plot(checkpoint_arg, checkpoint_path, output):
 
 
 @cli.command()
-@click.argument("checkpoint_arg", metavar="[CHECKPOINT]", required=False)
-@click.option("--checkpoint", "checkpoint_path", metavar="PATH",
-              help="Model to export (or give it as CHECKPOINT). "
-                   "[default: the latest checkpoint in checkpoints/]")
-@click.option("--best", is_flag=True, help="Use the checkpoint's lowest-validation-loss twin (.best.npz).")
+@checkpoint_choice("Model to export", best=True)
 @click.option("-o", "--output", metavar="FILE",
               help="Where to write. [default: beside the checkpoint, <stem>.safetensors or "
                    "<stem>.json]")
@@ -600,11 +600,7 @@ VIZ_WARNING_BYTES = 20_000_000
 
 @cli.command()
 @click.argument("text_file", metavar="[TEXT_FILE]", required=False)
-@click.argument("checkpoint_arg", metavar="[CHECKPOINT]", required=False)
-@click.option("--checkpoint", "checkpoint_path", metavar="PATH",
-              help="Model to look inside (or give it as CHECKPOINT). "
-                   "[default: the latest checkpoint in checkpoints/]")
-@click.option("--best", is_flag=True, help="Use the checkpoint's lowest-validation-loss twin (.best.npz).")
+@checkpoint_choice("Model to look inside", best=True)
 @click.option("--text", "inline_text", metavar="TEXT",
               help="Show this text instead of a TEXT_FILE.")
 @click.option("-o", "--output", metavar="FILE.html",
