@@ -24,7 +24,7 @@ benchmark runs twice, in child processes: once with the environment as it is, on
 variables unset (what a user's NumPy does); each table says which kernel ran.
 
 Usage:  python benchmarks/bench_cells.py [--quick] [--sizes 256,512] [--only training|sampling]
-                                         [--env both|as-is|unset]
+                                         [--cells rnn,lstm,gru] [--env both|as-is|unset]
 """
 from __future__ import annotations
 
@@ -158,6 +158,7 @@ def run_child(args) -> int:
     corpus = read_corpus(args.corpus)
     V = len(corpus.vocab)
     sizes = [int(s) for s in args.sizes.split(",")]
+    cells = [c for c in CELLS if c in args.cells.split(",")]
     threads = [1, 2]
     if args.quick:
         timing = dict(chunk_seconds=0.02, rounds=2, warmup_seconds=0.01)
@@ -178,7 +179,7 @@ def run_child(args) -> int:
 
     rows = []
     for H in (sizes if args.only != "sampling" else []):
-        for cell in CELLS:
+        for cell in cells:
             results = train_contenders(corpus, cell, H, torch, threads)
             run_interleaved(list(results.values()), **timing)
             ours, our_threads = best(results, "charrnn")
@@ -200,7 +201,7 @@ def run_child(args) -> int:
     rows = []
     seed = [int(c) for c in corpus.vocab.encode(SEED_TEXT)]
     H = sizes[0] if args.quick else 256
-    for cell in CELLS:
+    for cell in cells:
         network = Network(ModelSpec(V, H, cell), np.float32)
         params = network.init_params(np.random.default_rng(0), 0.1)
         rng = np.random.default_rng(0)
@@ -225,12 +226,18 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", default="256,512", help="hidden sizes, comma-separated")
     parser.add_argument("--rounds", type=int, default=7, help="timed chunks per contender")
     parser.add_argument("--corpus", default=DEFAULT_CORPUS)
+    parser.add_argument("--cells", default=",".join(CELLS),
+                        help="the cells to time, comma-separated (default: all)")
     parser.add_argument("--only", choices=["training", "sampling"],
                         help="time only training or only sampling")
     parser.add_argument("--env", choices=["both", "as-is", "unset"], default="both",
                         help="run with this machine's environment, with the OpenBLAS variables "
                              "unset, or both in turn (default)")
     args, rest = parser.parse_known_args(argv)
+    unknown = set(args.cells.split(",")) - set(CELLS)
+    if unknown:
+        parser.error(f"--cells: unknown cell(s) {', '.join(sorted(unknown))}; "
+                     f"choose from {', '.join(CELLS)}")
     if args.env != "both":
         return run_child(args)
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -9,7 +9,7 @@ above an uninstrumented step. This is how the per-step costs quoted in the bench
 notes were found; cProfile cannot see inside a function.
 
 Usage:  python benchmarks/profile_step.py [--config 100,25,1] [--cell rnn] [--threads 1]
-                                         [--steps 2000]
+                                         [--steps 2000] [--nested]
 """
 from __future__ import annotations
 
@@ -30,25 +30,36 @@ from charrnn.model import CELLS, Network
 from charrnn.threads import set_blas_threads, threads_for
 
 
-def instrumented(function):
-    """(a copy of ``function`` that times its top-level statements, labels, totals list)."""
+def instrumented(function, nested: bool = False):
+    """(a copy of ``function`` that times its top-level statements, labels, totals list).
+
+    With ``nested``, the statements inside loops and ``with`` blocks are timed too, each
+    labelled with its indentation under the block's own line (which times the whole block).
+    """
     source = textwrap.dedent(inspect.getsource(function))
     lines = source.splitlines()
     definition = ast.parse(source).body[0]
-    body, labels = [], []
-    for statement in definition.body:
-        if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
-            continue   # the docstring
-        labels.append(lines[statement.lineno - 1].strip()[:88])
-        k = len(labels) - 1
-        start = ast.parse("_t0 = _clock()").body[0]
-        stop = ast.parse(f"_totals[{k}] += _clock() - _t0").body[0]
-        if isinstance(statement, ast.Return) and statement.value is not None:
-            body += [start, ast.parse(f"_result = {ast.unparse(statement.value)}").body[0], stop,
-                     ast.parse("return _result").body[0]]
-        else:
-            body += [start, statement, stop]
-    definition.body, definition.decorator_list = body, []
+    labels = []
+
+    def timed(statements, depth):
+        body = []
+        for statement in statements:
+            if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
+                continue   # a docstring
+            labels.append("  " * depth + lines[statement.lineno - 1].strip()[:88 - 2 * depth])
+            k = len(labels) - 1
+            if nested and isinstance(statement, (ast.For, ast.While, ast.With)):
+                statement.body = timed(statement.body, depth + 1)
+            start = ast.parse(f"_t0_{depth} = _clock()").body[0]
+            stop = ast.parse(f"_totals[{k}] += _clock() - _t0_{depth}").body[0]
+            if isinstance(statement, ast.Return) and statement.value is not None:
+                body += [start, ast.parse(f"_result = {ast.unparse(statement.value)}").body[0],
+                         stop, ast.parse("return _result").body[0]]
+            else:
+                body += [start, statement, stop]
+        return body
+
+    definition.body, definition.decorator_list = timed(definition.body, 0), []
     tree = ast.Module(body=[definition], type_ignores=[])
     ast.fix_missing_locations(tree)
     totals = [0.0] * len(labels)
@@ -64,6 +75,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, help="BLAS threads (default: threads_for)")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--min-us", type=float, default=0.5, help="hide cheaper statements")
+    parser.add_argument("--nested", action="store_true",
+                        help="also time the statements inside the cell's loops")
     parser.add_argument("--corpus", default=DEFAULT_CORPUS)
     args = parser.parse_args(argv)
     H, T, B = (int(x) for x in args.config.split(","))
@@ -74,8 +87,10 @@ def main(argv=None) -> int:
     update, update_labels, update_totals = instrumented(optim.Adagrad.update)
     optim.Adagrad.update = update
     cell = CELLS[args.cell]   # the Network calls its cell's functions through the module
-    cell_forward, cell_forward_labels, cell_forward_totals = instrumented(cell.forward)
-    cell_backward, cell_backward_labels, cell_backward_totals = instrumented(cell.backward)
+    cell_forward, cell_forward_labels, cell_forward_totals = instrumented(cell.forward,
+                                                                          args.nested)
+    cell_backward, cell_backward_labels, cell_backward_totals = instrumented(cell.backward,
+                                                                             args.nested)
     cell.forward, cell.backward = cell_forward, cell_backward
     forward, forward_labels, forward_totals = instrumented(Network.forward)
     backward, backward_labels, backward_totals = instrumented(Network.backward)

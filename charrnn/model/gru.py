@@ -51,26 +51,42 @@ def init_params(p: dict, rng: np.random.Generator, scale: float) -> None:
 class Workspace:
     """Buffers reused from one window to the next.
 
-    x_proj: (T, B, 3H) input terms Wxh x_t + bh (filled by the network), then dL/dz_t
-    rec:    (T, B, 3H) a_t = [U_r h, U_u h, U_n h + bhn], then [dz_r, dz_u, dhn] in backward
-    gates:  (T, B, 3H) [r u n] after their nonlinearities
-    hs:     (T+1, B, H) hidden states, hs[0] = h_0
-    dh:     (T, B, H) dL/dh_t from above (filled by the network)
-    f_n, f_u, f_r: (T, B, H) the factors of dz_n, dz_u and dz_r (see the module docstring)
+    The recurrence runs on transposed blocks, ``(3H, B)`` per step rather than ``(B, 3H)``:
+    the product ``Whh h^T`` is 30% faster in that shape with OpenBLAS (measured at H=256,
+    B=32, one thread: 400 us against 590 us), and each gate's rows are then a contiguous
+    (H, B) block, where a (B, H) gate column slice is strided (about 3x the elementwise cost).
+
+    x_proj: (T, B, 3H) input terms Wxh x_t + bh (filled by the network; read transposed)
+    gates:  (T, 3H, B) [r u n]^T after their nonlinearities
+    hn:     (T, H, B) (U_n h_{t-1} + bhn)^T
+    hs:     (T+1, B, H) hidden states, hs[0] = h_0 (what the network reads)
+    hs_T:   (T+1, H, B) the same transposed (what the recurrence reads)
+    dh:     (T, B, H) dL/dh_t from above (filled by the network; read transposed)
+    dz_all: (4H, T*B) [dhn, dz_r, dz_u, dz_n] for every step, column t*B + b: rows 0:3H are what Whh
+            multiplies (its rows taken in the order n, r, u), rows H:4H the input terms'
+            gradient [dz_r, dz_u, dz_n], so neither is copied out of the other
+    Whh_fwd: (3H, H) Whh with its r, u rows negated; Whh_bwd: (H, 3H) [U_n; U_r; U_u]^T
+    a, dh_T, dh_next, factor, tmp: one step's (3H, B) product and (H, B) scratch
     """
 
     def __init__(self, T: int, B: int, H: int, dtype):
         self.x_proj = np.empty((T, B, 3 * H), dtype)
-        self.rec = np.empty((T, B, 3 * H), dtype)
-        self.gates = np.empty((T, B, 3 * H), dtype)
+        self.gates = np.empty((T, 3 * H, B), dtype)
+        self.hn = np.empty((T, H, B), dtype)
         self.hs = np.empty((T + 1, B, H), dtype)
+        self.hs_T = np.empty((T + 1, H, B), dtype)
         self.dh = np.empty((T, B, H), dtype)
-        self.f_n = np.empty((T, B, H), dtype)
-        self.f_u = np.empty((T, B, H), dtype)
-        self.f_r = np.empty((T, B, H), dtype)
-        self.Whh_T = np.empty((H, 3 * H), dtype)
-        self.tmp = np.empty((B, H), dtype)
-        self.carry = np.empty((B, H), dtype)
+        # Each row padded by 64 bytes: with rows T*B = 2048 floats apart (8 KB), a step's
+        # (4H, B) column block would map onto a handful of cache sets
+        self.dz_all = np.empty((4 * H, T * B + 16), dtype)[:, :T * B]
+        self.Whh_fwd = np.empty((3 * H, H), dtype)
+        self.Whh_bwd = np.empty((H, 3 * H), dtype)
+        self.a = np.empty((3 * H, B), dtype)
+        self.dh_T = np.empty((H, B), dtype)
+        self.dh_next = np.empty((H, B), dtype)
+        self.factor = np.empty((H, B), dtype)
+        self.tmp = np.empty((H, B), dtype)
+        self.ones = np.ones(T * B, dtype)
         self.H = H
 
     def final_state(self) -> tuple[np.ndarray]:
@@ -78,77 +94,86 @@ class Workspace:
 
 
 def forward(p: dict, state0: tuple, ws: Workspace) -> None:
-    """The GRU recurrence over the window, into ws.rec, ws.gates and ws.hs.
+    """The GRU recurrence over the window, into ws.gates, ws.hn, ws.hs_T and ws.hs.
 
-    state0: (h_0,), (B, H). ws.x_proj holds Wxh x_t + bh on entry.
+    state0: (h_0,), (B, H). ws.x_proj holds Wxh x_t + bh on entry (left unchanged).
     """
     H = ws.H
     ws.hs[0] = state0[0]
+    ws.hs_T[0] = state0[0].T
     # sigma(a) = 1 / (1 + exp(-a)) for r and u, with the minus sign folded into the r, u
-    # columns of a contiguous copy of Whh^T and into the input terms once per window
-    # (activations.py says why exp rather than np.tanh).
-    Whh_T, bhn = ws.Whh_T, p["bhn"]
-    np.copyto(Whh_T, p["Whh"].T)
-    np.negative(Whh_T[:, :2 * H], out=Whh_T[:, :2 * H])
-    np.negative(ws.x_proj[..., :2 * H], out=ws.x_proj[..., :2 * H])
+    # rows of a copy of Whh and into a subtraction of the input terms (activations.py says
+    # why exp rather than np.tanh).
+    W, a, bhn = ws.Whh_fwd, ws.a, p["bhn"][:, None]
+    np.negative(p["Whh"][:2 * H], out=W[:2 * H])
+    np.copyto(W[2 * H:], p["Whh"][2 * H:])
     with np.errstate(over="ignore"):          # exp(-a) = inf is sigma(a) = 0, exactly
         for t in range(ws.gates.shape[0]):
-            a, x, gates, h = ws.rec[t], ws.x_proj[t], ws.gates[t], ws.hs[t + 1]
-            np.dot(ws.hs[t], Whh_T, a)                   # a = Whh h_{t-1} (r, u negated)
-            hn = a[:, 2 * H:]
-            np.add(hn, bhn, hn)                          # hn = U_n h_{t-1} + bhn
-            ru = gates[:, :2 * H]
-            sigmoid_from_negated(np.add(x[:, :2 * H], a[:, :2 * H], ru))   # r, u
-            n = gates[:, 2 * H:]
-            np.multiply(gates[:, :H], hn, n)
-            np.add(n, x[:, 2 * H:], n)
+            x, gates, hn, h = ws.x_proj[t].T, ws.gates[t], ws.hn[t], ws.hs_T[t + 1]
+            np.dot(W, ws.hs_T[t], a)                     # a = Whh h_{t-1} (r, u negated)
+            np.add(a[2 * H:], bhn, hn)                   # hn = U_n h_{t-1} + bhn
+            ru = gates[:2 * H]
+            sigmoid_from_negated(np.subtract(a[:2 * H], x[:2 * H], ru))   # r, u
+            n = gates[2 * H:]
+            np.multiply(gates[:H], hn, n)
+            np.add(n, x[2 * H:], n)
             tanh(n, n)                                   # n = tanh(W_n x + b_n + r hn)
-            np.subtract(ws.hs[t], n, h)
-            np.multiply(h, gates[:, H:2 * H], h)
+            np.subtract(ws.hs_T[t], n, h)
+            np.multiply(h, gates[H:2 * H], h)
             np.add(h, n, h)                              # h = n + u (h_{t-1} - n)
+    np.copyto(ws.hs[1:], ws.hs_T[1:].transpose(0, 2, 1))
 
 
 def backward(p: dict, ws: Workspace, grads: dict) -> tuple[np.ndarray, tuple]:
     """Gradients back through the window; ``ws.dh`` holds dL/dh_t on entry.
 
     Writes ``grads["Whh"]`` and ``grads["bhn"]``. Returns ``(dz, (dh_0,))``: dz (T, B, 3H)
-    is [dz_r, dz_u, dz_n] (a view of ws.x_proj), dh_0 is (B, H).
+    is [dz_r, dz_u, dz_n] (a transposed view of ws.dz_all), dh_0 is (B, H).
     """
     H = ws.H
     Whh = p["Whh"]
-    T, B, _ = ws.gates.shape
-    r, u, n = (ws.gates[..., k * H:(k + 1) * H] for k in range(3))
-    hn = ws.rec[..., 2 * H:]
-    h_prev = ws.hs[:-1]
-    # Factors for all steps at once
-    np.subtract(1, u, out=ws.f_n)
-    np.multiply(n, n, out=ws.f_r); np.subtract(1, ws.f_r, out=ws.f_r)
-    ws.f_n *= ws.f_r                                              # (1 - u)(1 - n^2)
-    np.subtract(1, u, out=ws.f_u); ws.f_u *= u
-    np.subtract(h_prev, n, out=ws.f_r); ws.f_u *= ws.f_r          # (h_prev - n) u (1 - u)
-    np.subtract(1, r, out=ws.f_r); ws.f_r *= r; ws.f_r *= hn      # hn r (1 - r)
-
-    dz, dzh = ws.x_proj, ws.rec          # both spent: reuse for dL/dz and [dz_r, dz_u, dhn]
-    tmp, carry = ws.tmp, ws.carry
+    T, _, B = ws.gates.shape
+    Wb = ws.Whh_bwd                         # Whh^T, its gates' columns in the order n, r, u
+    np.copyto(Wb[:, :H], Whh[2 * H:].T)
+    np.copyto(Wb[:, H:], Whh[:2 * H].T)
+    dz_all = ws.dz_all
+    dzh = dz_all[:3 * H]                    # [dhn, dz_r, dz_u]: what Whh^T multiplies
+    dhn, dz_r, dz_u, dz_n = (dz_all[k * H:(k + 1) * H] for k in range(4))
+    dh, dh_next, factor, tmp = ws.dh_T, ws.dh_next, ws.factor, ws.tmp
     for t in range(T - 1, -1, -1):
-        dh = ws.dh[t]
+        gates, cols, prev = ws.gates[t], slice(t * B, (t + 1) * B), slice((t + 1) * B, (t + 2) * B)
+        r, u, n = gates[:H], gates[H:2 * H], gates[2 * H:]
         if t < T - 1:
-            np.dot(dzh[t + 1], Whh, carry)                 # Whh^T [dz_r, dz_u, dhn]_{t+1}
-            np.add(dh, carry, dh)
-            np.multiply(ws.dh[t + 1], u[t + 1], tmp)
+            np.dot(Wb, dzh[:, prev], dh)                  # Whh^T [dz_r, dz_u, dhn]_{t+1}
+            np.add(dh, ws.dh[t].T, dh)
+            np.multiply(dh_next, ws.gates[t + 1, H:2 * H], tmp)
             np.add(dh, tmp, dh)                            # + dh_{t+1} u_{t+1}
-        dz_n = dz[t, :, 2 * H:]
-        np.multiply(dh, ws.f_n[t], dz_n)                   # dz_n
-        np.multiply(dh, ws.f_u[t], dzh[t, :, H:2 * H])     # dz_u
-        np.multiply(dz_n, ws.f_r[t], dzh[t, :, :H])        # dz_r
-        np.multiply(dz_n, r[t], dzh[t, :, 2 * H:])         # dhn = dz_n r
-    dz[..., :2 * H] = dzh[..., :2 * H]                     # dz_r, dz_u are shared
-    dh0 = np.dot(dzh[0], Whh)
-    dh0 += ws.dh[0] * u[0]
-    dzh_flat = dzh.reshape(T * B, 3 * H)
-    np.dot(dzh_flat.T, ws.hs[:-1].reshape(T * B, H), out=grads["Whh"])
-    np.sum(dzh_flat[:, 2 * H:], axis=0, out=grads["bhn"])
-    return dz, (dh0,)
+        else:
+            np.copyto(dh, ws.dh[t].T)
+        # This step's factors, computed here on (H, B) blocks that stay in cache (as the
+        # LSTM does) rather than for the whole window before the loop.
+        np.subtract(1, u, tmp)                             # 1 - u
+        np.multiply(n, n, factor)
+        np.subtract(1, factor, factor)
+        np.multiply(factor, tmp, factor)                   # (1 - u)(1 - n^2)
+        np.multiply(dh, factor, dz_n[:, cols])                # dz_n
+        np.subtract(ws.hs_T[t], n, factor)
+        np.multiply(factor, tmp, factor)
+        np.multiply(factor, u, factor)                     # (h_{t-1} - n) u (1 - u)
+        np.multiply(dh, factor, dz_u[:, cols])                # dz_u
+        np.multiply(dz_n[:, cols], r, dhn[:, cols])              # dhn = dz_n r
+        np.subtract(1, r, factor)
+        np.multiply(factor, ws.hn[t], factor)
+        np.multiply(dhn[:, cols], factor, dz_r[:, cols])         # dz_r = dz_n hn r (1 - r)
+        dh, dh_next = dh_next, dh
+    dh0 = np.dot(Wb, dzh[:, :B])
+    np.multiply(dh_next, ws.gates[0, H:2 * H], tmp)
+    dh0 += tmp                                             # dh_0 = Whh^T dzh_0 + dh u_0
+    h_prev = ws.hs[:-1].reshape(T * B, H)
+    np.dot(dz_all[H:3 * H], h_prev, out=grads["Whh"][:2 * H])
+    np.dot(dhn, h_prev, out=grads["Whh"][2 * H:])
+    np.dot(dhn, ws.ones, out=grads["bhn"])
+    return dz_all[H:].reshape(3 * H, T, B).transpose(1, 2, 0), (np.ascontiguousarray(dh0.T),)
 
 
 def internals(ws: Workspace) -> dict[str, np.ndarray]:
@@ -157,7 +182,7 @@ def internals(ws: Workspace) -> dict[str, np.ndarray]:
     H = ws.H
     values = {"h": ws.hs[1:]}
     for k, name in enumerate(GATE_ORDER):
-        values[name] = ws.gates[..., k * H:(k + 1) * H]
+        values[name] = ws.gates[:, k * H:(k + 1) * H].transpose(0, 2, 1)
     return values
 
 
