@@ -62,8 +62,7 @@ def main(argv=None) -> int:
         # The schedule's phases are fractions of max_iters: train exactly that many.
         settings["max_iters"] = args.iters
     try:
-        config = TrainConfig(**settings)
-        config.validate()
+        config = TrainConfig.for_new_run(**settings)
     except ValueError as error:
         parser.error(str(error))
     set_blas_threads(args.threads)

@@ -11,7 +11,9 @@ named by charrnn.model.Network: ``l1.Wxh``, ``l1.Whh``, ..., ``Why``, ``by``):
                                         elapsed_seconds, rng_state, text_sha256, best_val_loss,
                                         last_val_loss, blas_threads
     params.<name>     float    every parameter, shaped as Network.param_shapes says
-    adagrad.<name>    float    its Adagrad memory, the same shape
+    adagrad.<name>    float    its Adagrad memory, the same shape (config optimizer "adagrad")
+    adam.m.<name>     float    its Adam moments, the same shape (config optimizer "adam",
+    adam.v.<name>     float      since 0.4.0; the update count is state.iteration)
     carry.<name>      (B, H)   float    each layer's state carried into the next window
                                         (``carry.l1.h``, and ``carry.l1.c`` for an LSTM)
     history           (n, 5)   float64  rows of HISTORY_COLUMNS, one per evaluation
@@ -33,11 +35,14 @@ from .config import TrainConfig
 from .data import Vocabulary
 from .model import Network, ParamSet
 from .model.network import FORMAT1_PARAM_NAMES, FORMAT1_STATE_NAMES
+from .optim import OPTIMIZERS
 from .runfiles import HISTORY_COLUMNS, ZIP_MAGIC, atomic_file, not_a_regular_file
 
 FORMAT_VERSION = 2
-PREFIXES = {"params": "params.", "memory": "adagrad.", "carry": "carry."}
+PARAMS_PREFIX, CARRY_PREFIX = "params.", "carry."
 FORMAT1_MEMORY_PREFIX = "m"
+# Optimiser slots that hold sums or means of squares, which cannot be negative.
+SQUARE_SLOTS = ("adagrad", "adam.v")
 META_KEYS = ("format_version", "vocab", "config", "state", "history")
 # The non-negative numbers a state must hold, with their types.
 REQUIRED_STATE = {"iteration": int, "position": int, "chars_seen": int,
@@ -54,7 +59,7 @@ class Checkpoint:
     config: TrainConfig
     vocab: Vocabulary
     params: ParamSet
-    memory: ParamSet                 # Adagrad memories
+    optimizer_state: dict            # {slot: ParamSet}, the optimiser's (optim.py's SLOTS)
     carry: dict                      # {name: (B, H) array}: the state carried between windows
     state: dict                      # see the module docstring
     history: np.ndarray = field(default_factory=lambda: np.zeros((0, len(HISTORY_COLUMNS))))
@@ -65,11 +70,10 @@ class Checkpoint:
 
     def float_arrays(self) -> dict[str, np.ndarray]:
         """Every array of numbers the model is made of, by its key in the file."""
-        arrays = {}
-        for field_name, prefix in PREFIXES.items():
-            for name, value in getattr(self, field_name).items():
-                arrays[prefix + name] = value
-        return arrays
+        groups = {PARAMS_PREFIX: self.params, CARRY_PREFIX: self.carry}
+        groups.update({slot + ".": values for slot, values in self.optimizer_state.items()})
+        return {prefix + name: value
+                for prefix, values in groups.items() for name, value in values.items()}
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         arrays = {
@@ -213,19 +217,21 @@ def _checkpoint_from_arrays(arrays: dict[str, np.ndarray]) -> Checkpoint:
     network = Network(config.model_spec(len(vocab)), config.dtype)
     if int(version) == 1:
         arrays = _format1_as_format2(arrays)
-    expected = {"params": network.param_shapes, "memory": network.param_shapes,
-                "carry": network.state_shapes(config.batch_size)}
-    described = set(META_KEYS) | {PREFIXES[field_name] + name
-                                  for field_name, shapes in expected.items() for name in shapes}
+    slots = OPTIMIZERS[config.optimizer].SLOTS
+    expected = {PARAMS_PREFIX: network.param_shapes,
+                CARRY_PREFIX: network.state_shapes(config.batch_size)}
+    expected.update({slot + ".": network.param_shapes for slot in slots})
+    described = set(META_KEYS) | {prefix + name
+                                  for prefix, shapes in expected.items() for name in shapes}
     unexpected = sorted(set(arrays) - described)
     if unexpected:
-        raise ValueError(f"it holds {unexpected[0]}, which its model ({_describe(config)}) "
-                         f"does not have")
+        raise ValueError(f"it holds {unexpected[0]}, which its model ({_describe(config)}, "
+                         f"{config.optimizer}) does not have")
     loaded = {}
-    for field_name, shapes in expected.items():
-        loaded[field_name] = {}
+    for prefix, shapes in expected.items():
+        loaded[prefix] = {}
         for name, shape in shapes.items():
-            key = PREFIXES[field_name] + name
+            key = prefix + name
             value = arrays[key]
             if value.shape != shape:
                 raise ValueError(f"{key} has shape {value.shape}, expected {shape} for "
@@ -234,15 +240,15 @@ def _checkpoint_from_arrays(arrays: dict[str, np.ndarray]) -> Checkpoint:
                 raise ValueError(f"{key} has dtype {value.dtype}, expected {config.dtype}")
             if not np.isfinite(value).all():
                 raise ValueError(f"{key} contains NaN or inf")
-            if field_name == "memory" and (value < 0).any():
-                raise ValueError(f"{key} (a sum of squares) has negative values")
-            loaded[field_name][name] = value
+            if prefix[:-1] in SQUARE_SLOTS and (value < 0).any():
+                raise ValueError(f"{key} (a sum or mean of squares) has negative values")
+            loaded[prefix][name] = value
 
     return Checkpoint(
         config=config, vocab=vocab,
-        params=network.params_from_arrays(loaded["params"]),
-        memory=network.params_from_arrays(loaded["memory"]),
-        carry={name: value.copy() for name, value in loaded["carry"].items()},
+        params=network.params_from_arrays(loaded[PARAMS_PREFIX]),
+        optimizer_state={slot: network.params_from_arrays(loaded[slot + "."]) for slot in slots},
+        carry={name: value.copy() for name, value in loaded[CARRY_PREFIX].items()},
         state=state, history=history.astype(np.float64))
 
 
@@ -255,8 +261,8 @@ def _format1_as_format2(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """A format-1 file's arrays under format 2's keys (KeyError names a missing one)."""
     renamed = {key: arrays[key] for key in META_KEYS}
     for old, new in FORMAT1_PARAM_NAMES.items():
-        renamed[PREFIXES["params"] + new] = arrays[old]
-        renamed[PREFIXES["memory"] + new] = arrays[FORMAT1_MEMORY_PREFIX + old]
+        renamed[PARAMS_PREFIX + new] = arrays[old]
+        renamed["adagrad." + new] = arrays[FORMAT1_MEMORY_PREFIX + old]
     for old, new in FORMAT1_STATE_NAMES.items():
-        renamed[PREFIXES["carry"] + new] = arrays[old]
+        renamed[CARRY_PREFIX + new] = arrays[old]
     return renamed

@@ -13,13 +13,15 @@ from tqdm import tqdm
 from . import __version__
 from . import runfiles
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import MAX_ITERS, TrainConfig, describe_model, resumed_config
+from .config import (DEFAULT_LEARNING_RATES, MAX_ITERS, TrainConfig, describe_model,
+                     resumed_config)
 from .data import (CorpusError, UndecodableTextError, UnknownCharactersError, encode_text,
                    eval_stream_count, read_corpus)
 from .evaluate import chars_scored, score_text
 from .export import (JSON_WARNING_BYTES, ExportError, check_export_output, default_output,
                      export_model, format_for)
 from .model import CELLS
+from .optim import OPTIMIZERS
 from .sample import generate
 from .threads import set_blas_threads, threads_for, training_threads
 from .plot import PlotUnavailable, plot_history
@@ -195,9 +197,12 @@ def range_help(text: str, default) -> str:
               help=range_help("Time steps per window of truncated BPTT.", DEFAULTS.seq_length))
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="B",
               help=range_help("Parallel streams the text is cut into.", DEFAULTS.batch_size))
+@click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), metavar="adagrad|adam",
+              help=range_help("The update rule (fixed on resume).", DEFAULTS.optimizer))
 @click.option("--learning-rate", type=POSITIVE, metavar="LR",
-              help=range_help("Adagrad step size at the peak of the schedule.",
-                              DEFAULTS.learning_rate))
+              help="Step size at the peak of the schedule. [default: "
+                   + ", ".join(f"{rate:g} with {name}"
+                               for name, rate in DEFAULT_LEARNING_RATES.items()) + "]")
 @click.option("--warmup-fraction", type=Fraction(), metavar="F",
               help=range_help("First fraction of --max-iters over which the learning rate "
                               "rises linearly to LR (0: start at LR).", DEFAULTS.warmup_fraction))
@@ -259,8 +264,7 @@ def train(text_file, checkpoint_arg, checkpoint_path, resume, force, threads, qu
             corpus = read_corpus(text_file, config.encoding, vocab=saved.vocab)
         else:
             saved = None
-            config = TrainConfig(**overrides)
-            config.validate()
+            config = TrainConfig.for_new_run(**overrides)
             corpus = read_corpus(text_file, config.encoding)
             if len(corpus.vocab) < 2:
                 fail(f"{text_file} has a single distinct character ({corpus.vocab.chars[0]!r}): "

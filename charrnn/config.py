@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from .model import CELLS, ModelSpec
+from .optim import OPTIMIZERS
 
 DTYPES = ("float32", "float64")
 # No run gets near this (a year at 30 microseconds an iteration); beyond it counts are typos,
@@ -14,7 +15,10 @@ MAX_ITERS = 10**12
 
 # Checkpoints written before a setting existed were trained as if it had these values.
 SETTINGS_BEFORE_THEY_EXISTED = {"warmup_fraction": 0.0, "decay_fraction": 0.0,
-                                "cell": "rnn", "num_layers": 1, "dropout": 0.0}
+                                "cell": "rnn", "num_layers": 1, "dropout": 0.0,
+                                "optimizer": "adagrad"}
+# The peak learning rate of each optimiser when --learning-rate is not given (README's tables).
+DEFAULT_LEARNING_RATES = {"adagrad": 0.07, "adam": 0.002}
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,8 @@ class TrainConfig:
     dropout: float = 0.0            # inverted dropout on each layer's output, in training
     seq_length: int = 32            # T, time steps per window of truncated BPTT
     batch_size: int = 32            # B, parallel streams the text is cut into
-    learning_rate: float = 0.07     # Adagrad step size at the schedule's peak
+    optimizer: str = "adagrad"      # adagrad or adam (charrnn.optim)
+    learning_rate: float = DEFAULT_LEARNING_RATES["adagrad"]   # step size at the schedule's peak
     warmup_fraction: float = 0.1    # first fraction of max_iters: the learning rate rises to LR
     decay_fraction: float = 0.25    # last fraction of max_iters: it falls to 0
     clip: float = 5.0               # gradients are clipped elementwise to [-clip, clip]
@@ -40,6 +45,18 @@ class TrainConfig:
     random_seed: int = 0            # seeds the initial weights
     init_scale: float = 0.06        # standard deviation of the initial weights
     encoding: str = "utf-8"         # how the text file is decoded
+
+    @classmethod
+    def for_new_run(cls, **settings) -> "TrainConfig":
+        """The settings of a new run: ``settings`` over the defaults, and, if no learning rate
+        is given, the chosen optimiser's default one. Raises ValueError for a bad value."""
+        if "learning_rate" not in settings:
+            optimizer = settings.get("optimizer", cls.optimizer)
+            if optimizer in DEFAULT_LEARNING_RATES:
+                settings["learning_rate"] = DEFAULT_LEARNING_RATES[optimizer]
+        config = cls(**settings)
+        config.validate()
+        return config
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -97,6 +114,9 @@ class TrainConfig:
             raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
         if self.cell not in CELLS:
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, "
+                             f"not {self.optimizer!r}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), not {self.val_fraction}")
         if self.dtype not in DTYPES:
@@ -119,8 +139,8 @@ def encoding_name(name: str) -> str:
 
 
 # Settings that fix the model or the data it sees: a resumed run must keep them.
-FIXED_ON_RESUME = ("cell", "num_layers", "hidden_size", "seq_length", "batch_size",
-                   "val_fraction", "dtype", "random_seed", "init_scale", "encoding")
+FIXED_ON_RESUME = ("cell", "num_layers", "hidden_size", "optimizer", "seq_length",
+                   "batch_size", "val_fraction", "dtype", "random_seed", "init_scale", "encoding")
 
 
 def resumed_config(saved: TrainConfig, overrides: dict) -> TrainConfig:

@@ -1,9 +1,18 @@
-"""Gradient clipping, the Adagrad update and its learning-rate schedule. NumPy only."""
+"""Gradient clipping, the two optimisers (Adagrad and Adam) and the learning-rate schedule.
+
+An optimiser keeps state arrays the size of the parameters (its "slots"), each a flat array
+saved in checkpoints under the slot's name: ``adagrad`` for Adagrad's memory, ``adam.m`` and
+``adam.v`` for Adam's moments. NumPy only.
+"""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 ADAGRAD_EPS = 1e-8
+ADAM_BETAS = (0.9, 0.999)      # Kingma and Ba's defaults, as torch.optim.Adam's
+ADAM_EPS = 1e-8
 
 
 def clip_gradients(grad: np.ndarray, clip: float) -> np.ndarray:
@@ -22,6 +31,8 @@ class Adagrad:
     with the same inputs the two agree to the last bit.
     """
 
+    SLOTS = ("adagrad",)
+
     def __init__(self, memory: np.ndarray, learning_rate: float):
         self.memory = memory
         self.learning_rate = learning_rate
@@ -38,6 +49,63 @@ class Adagrad:
         np.multiply(grad, -self.learning_rate, out=step)
         step /= denominator
         param += step
+
+
+class Adam:
+    """Adam (Kingma and Ba, 2015) with torch.optim.Adam's defaults, at update t = 1, 2, ...:
+
+        m = beta1 m + (1 - beta1) g                   first moment, its running mean
+        v = beta2 v + (1 - beta2) g^2                 second moment
+        p -= lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+
+    The divisions by (1 - beta^t) undo the bias of m and v towards their zero start.
+    ``m`` and ``v`` are flat arrays the size of the parameters (saved in checkpoints);
+    ``steps_taken`` is t - 1 for the next update (a resumed run passes its iteration).
+    Where Adagrad's step only shrinks as its memory grows, Adam's follows the recent size of
+    the gradients, which keeps the gated cells learning through a short run (README).
+    """
+
+    SLOTS = ("adam.m", "adam.v")
+
+    def __init__(self, m: np.ndarray, v: np.ndarray, learning_rate: float, steps_taken: int = 0):
+        self.m, self.v = m, v
+        self.learning_rate = learning_rate
+        self.steps_taken = steps_taken
+        self._work = np.empty_like(m)
+        self._denominator = np.empty_like(m)
+
+    def update(self, param: np.ndarray, grad: np.ndarray) -> None:
+        """Apply one update to the flat array ``param`` in place, given its gradient ``grad``."""
+        beta1, beta2 = ADAM_BETAS
+        self.steps_taken += 1
+        t = self.steps_taken
+        work, denominator = self._work, self._denominator
+        self.m *= beta1
+        np.multiply(grad, 1 - beta1, out=work)
+        self.m += work                                     # m = beta1 m + (1 - beta1) g
+        self.v *= beta2
+        np.multiply(grad, grad, out=work)
+        work *= 1 - beta2
+        self.v += work                                     # v = beta2 v + (1 - beta2) g^2
+        np.sqrt(self.v, out=denominator)
+        denominator *= 1 / math.sqrt(1 - beta2 ** t)
+        denominator += ADAM_EPS                            # sqrt(v / (1 - beta2^t)) + eps
+        np.divide(self.m, denominator, out=work)
+        work *= -self.learning_rate / (1 - beta1 ** t)
+        param += work
+
+
+OPTIMIZERS = {"adagrad": Adagrad, "adam": Adam}
+
+
+def make_optimizer(name: str, slots: dict[str, np.ndarray], learning_rate: float,
+                   steps_taken: int) -> Adagrad | Adam:
+    """The optimiser ``name`` over the flat state arrays ``slots`` ({slot name: array})."""
+    kind = OPTIMIZERS[name]
+    arrays = [slots[slot] for slot in kind.SLOTS]
+    if kind is Adam:
+        return Adam(*arrays, learning_rate, steps_taken)
+    return Adagrad(*arrays, learning_rate)
 
 
 def scheduled_learning_rate(peak: float, iteration: int, max_iters: int,

@@ -1,4 +1,4 @@
-"""The training loop: windows in, Adagrad steps out, with evaluation, checkpoints and samples."""
+"""The training loop: windows in, optimiser steps out, with evaluation, checkpoints and samples."""
 from __future__ import annotations
 
 import csv
@@ -20,7 +20,7 @@ from .data import (Corpus, WindowCursor, make_streams, min_stream_length, split_
                    validation_size)
 from .evaluate import score_text
 from .model import Network
-from .optim import Adagrad, clip_gradients, scheduled_learning_rate
+from .optim import OPTIMIZERS, clip_gradients, make_optimizer, scheduled_learning_rate
 from .runfiles import atomic_file, best_path, history_path
 from .sample import generate
 
@@ -33,7 +33,7 @@ class TrainingError(Exception):
 
 
 class Trainer:
-    """A model in training: parameters, Adagrad, the streams, and where each stream is."""
+    """A model in training: parameters, the optimiser, the streams, and where each stream is."""
 
     def __init__(self, config: TrainConfig, corpus: Corpus, checkpoint: Checkpoint | None = None):
         self.config = config
@@ -50,7 +50,8 @@ class Trainer:
 
         if checkpoint is None:
             self.params = self.network.init_params(self.rng, config.init_scale)
-            self.memory = self.params.zeros_like()
+            self.optimizer_state = {slot: self.params.zeros_like()
+                                    for slot in OPTIMIZERS[config.optimizer].SLOTS}
             self.carry = self.network.zero_state(B)
             self.iteration = self.chars_seen = 0
             self.position = 0
@@ -60,7 +61,8 @@ class Trainer:
             self.best_val_loss = math.inf
         else:
             state = checkpoint.state
-            self.params, self.memory = checkpoint.params, checkpoint.memory
+            self.params = checkpoint.params
+            self.optimizer_state = checkpoint.optimizer_state
             self.carry = checkpoint.carry
             self.iteration, self.chars_seen = state["iteration"], state["chars_seen"]
             self.position = state["position"]
@@ -78,7 +80,9 @@ class Trainer:
         # another count, so it is saved and a resumed run reuses it.
         self.blas_threads = checkpoint.state.get("blas_threads") if checkpoint else None
         self.grads = self.params.zeros_like()
-        self.optimizer = Adagrad(self.memory.flat, config.learning_rate)
+        self.optimizer = make_optimizer(
+            config.optimizer, {slot: values.flat for slot, values in self.optimizer_state.items()},
+            config.learning_rate, steps_taken=self.iteration)
         self.cursor = WindowCursor(self.streams, config.seq_length, self.position)
 
     @property
@@ -86,7 +90,7 @@ class Trainer:
         return self.config.seq_length * self.config.batch_size
 
     def step(self) -> float:
-        """One iteration of truncated BPTT and Adagrad; returns the mean loss per character."""
+        """One iteration of truncated BPTT and an optimiser step; returns the mean loss per character."""
         inputs, targets, restarted = self.cursor.next_window()
         if restarted:
             for array in self.carry.values():   # a new pass starts from a zero state
@@ -171,16 +175,17 @@ class Trainer:
             "blas_threads": self.blas_threads,
         }
         carry = {name: array.copy() for name, array in self.carry.items()}
-        return Checkpoint(self.config, self.vocab, self.params, self.memory, carry,
+        return Checkpoint(self.config, self.vocab, self.params, self.optimizer_state, carry,
                           state, self.history.copy())
 
 
 def training_memory_bytes(network: Network, config: TrainConfig) -> int:
-    """A lower estimate of the memory training allocates, in bytes: the parameters three times
-    (weights, gradients, Adagrad memories) and the buffers of one window. Python integers
-    throughout, so absurd sizes cannot overflow."""
+    """A lower estimate of the memory training allocates, in bytes: the parameters three or
+    four times (weights, gradients, the optimiser's one or two slots) and the buffers of one
+    window. Python integers throughout, so absurd sizes cannot overflow."""
     params = sum(math.prod(shape) for shape in network.param_shapes.values())
-    return (3 * params * network.dtype.itemsize
+    copies = 2 + len(OPTIMIZERS[config.optimizer].SLOTS)
+    return (copies * params * network.dtype.itemsize
             + network.workspace_bytes(config.seq_length, config.batch_size))
 
 

@@ -169,8 +169,8 @@ def kill_once(workdir: str, rng: np.random.Generator, report: Report, round_numb
 def model_state(path: str) -> dict[str, bytes]:
     checkpoint = load_checkpoint(path)
     state = {"params." + name: checkpoint.params[name].tobytes() for name in checkpoint.params}
-    state.update({"adagrad." + name: checkpoint.memory[name].tobytes()
-                  for name in checkpoint.memory})
+    state.update({f"{slot}.{name}": values[name].tobytes()
+                  for slot, values in checkpoint.optimizer_state.items() for name in values})
     state.update({"carry." + name: checkpoint.carry[name].tobytes() for name in checkpoint.carry})
     state["position"] = str(checkpoint.state["position"]).encode()
     return state

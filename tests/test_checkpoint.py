@@ -57,7 +57,7 @@ def random_checkpoint(rng: np.random.Generator, chars="abc\n é日🙂", hidden_
     history = rng.random((history_rows, len(HISTORY_COLUMNS)))
     if history_rows:
         history[0, 3] = math.nan   # no validation text at that evaluation
-    return Checkpoint(config, vocab, params, memory, carry, state, history)
+    return Checkpoint(config, vocab, params, {"adagrad": memory}, carry, state, history)
 
 
 def assert_same_checkpoint(a: Checkpoint, b: Checkpoint) -> None:
@@ -65,11 +65,14 @@ def assert_same_checkpoint(a: Checkpoint, b: Checkpoint) -> None:
     assert a.config == b.config
     assert a.vocab.chars == b.vocab.chars
     for name in PARAM_NAMES:
-        for x, y in ((a.params[name], b.params[name]), (a.memory[name], b.memory[name])):
+        for x, y in ((a.params[name], b.params[name]),
+                     (a.optimizer_state["adagrad"][name], b.optimizer_state["adagrad"][name])):
             assert x.dtype == y.dtype and x.shape == y.shape
             assert x.tobytes() == y.tobytes(), name
     assert list(a.params) == list(b.params) == list(PARAM_NAMES)
-    assert list(a.memory) == list(b.memory) == list(PARAM_NAMES)
+    assert list(a.optimizer_state) == list(b.optimizer_state) == ["adagrad"]
+    assert (list(a.optimizer_state["adagrad"]) == list(b.optimizer_state["adagrad"])
+            == list(PARAM_NAMES))
     assert a.carry.keys() == b.carry.keys() == set(CARRY_NAMES)
     for name in CARRY_NAMES:
         x, y = a.carry[name], b.carry[name]
@@ -225,7 +228,7 @@ def test_whatever_save_accepts_load_reads_back(tmp_path, name):
     """A NaN Adagrad memory must be refused when saving, since load_checkpoint refuses it:
     otherwise training writes a checkpoint that can never be resumed."""
     broken = random_checkpoint(np.random.default_rng(7))
-    broken.memory[name].reshape(-1)[0] = math.nan
+    broken.optimizer_state["adagrad"][name].reshape(-1)[0] = math.nan
     path = tmp_path / "m.npz"
     try:
         save_checkpoint(path, broken)
@@ -435,7 +438,8 @@ def checkpoints(draw):
              "best_val_loss": draw(st.none() | st.floats(0, 100, **finite))}
     history = draw(hnp.arrays(np.float64, (draw(st.integers(0, 4)), len(HISTORY_COLUMNS)),
                               elements=st.floats(allow_infinity=False)))
-    return Checkpoint(config, vocab, params, memory, {"l1.h": floats((B, H))}, state, history)
+    return Checkpoint(config, vocab, params, {"adagrad": memory}, {"l1.h": floats((B, H))},
+                      state, history)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

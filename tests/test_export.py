@@ -76,7 +76,8 @@ def make_checkpoint(path, cell="lstm", layers=2, dtype="float64", hidden=6, seed
     for name, shape in network.param_shapes.items():
         params[name] = rng.standard_normal(shape) * scale
     checkpoint = Checkpoint(config=config, vocab=vocab, params=params,
-                            memory=params.zeros_like(), carry=network.zero_state(2),
+                            optimizer_state={"adagrad": params.zeros_like()},
+                            carry=network.zero_state(2),
                             state={"iteration": 0, "position": 0, "chars_seen": 0,
                                    "smooth_loss": 1.0, "elapsed_seconds": 0.0})
     save_checkpoint(os.fspath(path), checkpoint)

@@ -65,7 +65,7 @@ def test_format_1_loads_as_a_one_layer_vanilla_model():
     assert (config.cell, config.num_layers, config.dropout) == ("rnn", 1, 0.0)
     for old, new in FORMAT1_TO_2.items():
         assert np.array_equal(checkpoint.params[new], arrays[old])
-        assert np.array_equal(checkpoint.memory[new], arrays["m" + old])
+        assert np.array_equal(checkpoint.optimizer_state["adagrad"][new], arrays["m" + old])
     assert list(checkpoint.carry) == ["l1.h"]
     assert np.array_equal(checkpoint.carry["l1.h"], arrays["hidden"])
 

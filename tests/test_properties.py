@@ -131,7 +131,7 @@ def checkpoints(draw) -> Checkpoint:
              "smooth_loss": draw(st.floats(0, 100)), "elapsed_seconds": draw(st.floats(0, 1e7)),
              "rng_state": rng.bit_generator.state, "text_sha256": "0" * 64,
              "best_val_loss": draw(st.none() | st.floats(0, 100)), "last_val_loss": None}
-    return Checkpoint(config, vocab, params, memory, carry, state, history)
+    return Checkpoint(config, vocab, params, {"adagrad": memory}, carry, state, history)
 
 
 @settings(FAST, max_examples=40)
@@ -144,7 +144,9 @@ def test_checkpoint_save_load_round_trip(scratch, checkpoint):
     assert loaded.vocab == checkpoint.vocab
     assert loaded.state == checkpoint.state
     for name in checkpoint.params:
-        for mine, theirs in ((checkpoint.params, loaded.params), (checkpoint.memory, loaded.memory)):
+        for mine, theirs in ((checkpoint.params, loaded.params),
+                             (checkpoint.optimizer_state["adagrad"],
+                              loaded.optimizer_state["adagrad"])):
             assert theirs[name].dtype == mine[name].dtype
             assert theirs[name].tobytes() == mine[name].tobytes()
     assert loaded.carry.keys() == checkpoint.carry.keys() == {"l1.h"}
@@ -164,7 +166,7 @@ def valid(scratch):
     params.flat[...] = rng.standard_normal(params.flat.size)
     state = {"iteration": 7, "position": 8, "chars_seen": 112, "smooth_loss": 1.5,
              "elapsed_seconds": 0.25}
-    checkpoint = Checkpoint(config, vocab, params, params.zeros_like(),
+    checkpoint = Checkpoint(config, vocab, params, {"adagrad": params.zeros_like()},
                             {"l1.h": np.zeros((2, 3), np.float32)}, state)
     save_checkpoint(scratch / "valid.npz", checkpoint)
     load_checkpoint(scratch / "valid.npz")

@@ -81,11 +81,12 @@ def interrupt(process: subprocess.Popen, signal_number: int, times: int = 1) -> 
 
 
 def model_arrays(path) -> dict[str, np.ndarray]:
-    """Everything that decides what training does next: parameters, Adagrad memories, the
+    """Everything that decides what training does next: parameters, optimiser state, the
     hidden states, and the iteration and stream position."""
     checkpoint = load_checkpoint(path)
     arrays = {"params." + name: checkpoint.params[name] for name in checkpoint.params}
-    arrays.update({"adagrad." + name: checkpoint.memory[name] for name in checkpoint.memory})
+    arrays.update({f"{slot}.{name}": values[name]
+                   for slot, values in checkpoint.optimizer_state.items() for name in values})
     arrays.update({"carry." + name: checkpoint.carry[name] for name in checkpoint.carry})
     assert "carry.l1.h" in arrays
     arrays["iteration"] = np.array(checkpoint.state["iteration"])

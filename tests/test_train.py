@@ -259,7 +259,10 @@ def test_resumed_trainer_restores_every_field(corpus, tmp_path):
     for name in ("iteration", "position", "chars_seen", "smooth_loss", "best_val_loss"):
         assert getattr(restored, name) == getattr(trainer, name), name
     assert np.array_equal(restored.params.flat, trainer.params.flat)
-    assert np.array_equal(restored.memory.flat, trainer.memory.flat)
+    assert restored.optimizer_state.keys() == trainer.optimizer_state.keys() == {"adagrad"}
+    for slot in trainer.optimizer_state:
+        assert np.array_equal(restored.optimizer_state[slot].flat,
+                              trainer.optimizer_state[slot].flat)
     assert restored.carry.keys() == trainer.carry.keys() == {"l1.h"}
     for name in trainer.carry:
         assert np.array_equal(restored.carry[name], trainer.carry[name]), name
