@@ -80,9 +80,7 @@ class Workspace:
         self.hs = np.empty((T + 1, B, H), dtype)
         self.hs_T = np.empty((T + 1, H, B), dtype)
         self.dh = np.empty((T, B, H), dtype)
-        # Each row padded by 64 bytes: with rows T*B = 2048 floats apart (8 KB), a step's
-        # (4H, B) column block would map onto a handful of cache sets
-        self.dz_all = np.empty((4 * H, T * B + 16), dtype)[:, :T * B]
+        self.dz_all = np.empty((4 * H, T * B), dtype)
         self.Whh_fwd = np.empty((3 * H, H), dtype)
         self.Whh_bwd = np.empty((H, 3 * H), dtype)
         self.a = np.empty((3 * H, B), dtype)
