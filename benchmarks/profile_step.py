@@ -48,7 +48,7 @@ def instrumented(function, nested: bool = False):
                 continue   # a docstring
             labels.append("  " * depth + lines[statement.lineno - 1].strip()[:88 - 2 * depth])
             k = len(labels) - 1
-            if nested and isinstance(statement, (ast.For, ast.While, ast.With)):
+            if nested and isinstance(statement, (ast.For, ast.While, ast.With, ast.If)):
                 statement.body = timed(statement.body, depth + 1)
             start = ast.parse(f"_t0_{depth} = _clock()").body[0]
             stop = ast.parse(f"_totals[{k}] += _clock() - _t0_{depth}").body[0]
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--min-us", type=float, default=0.5, help="hide cheaper statements")
     parser.add_argument("--nested", action="store_true",
-                        help="also time the statements inside the cell's loops")
+                        help="also time the statements inside the cell's loops and branches")
     parser.add_argument("--corpus", default=DEFAULT_CORPUS)
     args = parser.parse_args(argv)
     H, T, B = (int(x) for x in args.config.split(","))
