@@ -24,6 +24,8 @@ Backward, from the last step to the first (``dh_t`` from above):
     dWhh   = sum_t [dz_r, dz_u, dhn]_t h_{t-1}^T     dbhn = sum_t dhn_t
 
 The input terms' gradient (returned to the network for dWxh and dbh) is [dz_r, dz_u, dz_n].
+
+Inside the recurrence every (B, H) array above is held transposed, (H, B) (see Workspace).
 """
 from __future__ import annotations
 
@@ -52,9 +54,11 @@ class Workspace:
     """Buffers reused from one window to the next.
 
     The recurrence runs on transposed blocks, ``(3H, B)`` per step rather than ``(B, 3H)``:
-    the product ``Whh h^T`` is 30% faster in that shape with OpenBLAS (measured at H=256,
-    B=32, one thread: 400 us against 590 us), and each gate's rows are then a contiguous
-    (H, B) block, where a (B, H) gate column slice is strided (about 3x the elementwise cost).
+    OpenBLAS computes ``Whh h^T`` 30% faster than ``h Whh^T`` (measured at H=256, B=32, one
+    thread: 375 us against 550 us; H=512: 1.50 against 1.68 ms), and the backward's
+    ``Whh^T dz^T`` 10-30% faster than ``dz Whh``; each gate is then a contiguous (H, B) block
+    where a (B, H) column slice of (B, 3H) is strided (about 3x the elementwise cost).
+    Forward at H=256 went from 57 to 40 ms a window.
 
     x_proj: (T, B, 3H) input terms Wxh x_t + bh (filled by the network; read transposed),
             then in backward (T, 3H, B) [dhn, dz_r, dz_u]^T step by step
@@ -63,9 +67,9 @@ class Workspace:
     hs:     (T+1, B, H) hidden states, hs[0] = h_0 (what the network reads)
     hs_T:   (T+1, H, B) the same transposed (what the recurrence reads)
     dh:     (T, B, H) dL/dh_t from above (filled by the network; read transposed)
-    dz_all: (4H, T*B) [dhn, dz_r, dz_u, dz_n] for every step, column t*B + b: rows 0:3H are what Whh
-            multiplies (its rows taken in the order n, r, u), rows H:4H the input terms'
-            gradient [dz_r, dz_u, dz_n], so neither is copied out of the other
+    dz_all: (4H, T*B) [dhn, dz_r, dz_u, dz_n] of every step, column t*B + b: rows 0:3H
+            are what Whh multiplies (its rows taken in the order n, r, u), rows H:4H the
+            input terms' gradient [dz_r, dz_u, dz_n]; dz_r and dz_u serve both
     Whh_fwd: (3H, H) Whh with its r, u rows negated; Whh_bwd: (H, 3H) [U_n; U_r; U_u]^T
     dW_T:   (H, 3H) dWhh^T, its gates' columns in the order n, r, u
     dz_n:   (T, H, B) dz_n^T, step by step (then copied into dz_all)
@@ -143,9 +147,9 @@ def backward(p: dict, ws: Workspace, grads: dict) -> tuple[np.ndarray, tuple]:
     np.copyto(Wb[:, :H], Whh[2 * H:].T)
     np.copyto(Wb[:, H:], Whh[:2 * H].T)
     # Each step's [dhn, dz_r, dz_u] goes to a contiguous (3H, B) block in x_proj's memory
-    # (the input terms are spent) and its dz_n to one of dz_n's, all moved into dz_all's
-    # rows by two copies after the loop: writing the steps' 32-float column blocks of dz_all
-    # directly cost 80 us a step (cold cache lines), the copies 25 us a step.
+    # (the input terms are spent) and its dz_n to one of ws.dz_n's, all moved into dz_all
+    # by two copies after the loop: writing each step's B-wide column block of dz_all
+    # directly cost 5-6 ms a window at H=256 (short rows on cold cache lines), the copies 2.7.
     blocks = ws.x_proj.reshape(T, 3 * H, B)
     dh, dh_next, factor, tmp = ws.dh_T, ws.dh_next, ws.factor, ws.tmp
     for t in range(T - 1, -1, -1):
@@ -159,8 +163,7 @@ def backward(p: dict, ws: Workspace, grads: dict) -> tuple[np.ndarray, tuple]:
             np.add(dh, tmp, dh)                            # + dh_{t+1} u_{t+1}
         else:
             np.copyto(dh, ws.dh[t].T)
-        # This step's factors, computed here on (H, B) blocks that stay in cache (as the
-        # LSTM does) rather than for the whole window before the loop.
+        # This step's factors, on (H, B) blocks that stay in cache (as the LSTM's)
         np.subtract(1, u, tmp)                             # 1 - u
         np.multiply(n, n, factor)
         np.subtract(1, factor, factor)
@@ -181,16 +184,15 @@ def backward(p: dict, ws: Workspace, grads: dict) -> tuple[np.ndarray, tuple]:
     dz_all = ws.dz_all
     np.copyto(dz_all[:3 * H].reshape(3 * H, T, B), blocks.transpose(1, 0, 2))
     np.copyto(dz_all[3 * H:].reshape(H, T, B), ws.dz_n.transpose(1, 0, 2))
-    dhn = dz_all[:H]
     h_prev = ws.hs[:-1].reshape(T * B, H)
-    # dWhh^T = h^T dz, (H, T*B) (T*B, 3H), then transposed into place: OpenBLAS's Haswell
-    # kernels (what it runs on this AMD CPU) are 2-3x slower on the (3H, T*B) (T*B, H)
-    # product, whose 3H rows of A exceed their blocking (measured here: 25-30 against 70-80
-    # ms at H=256, T*B=2048; a training step 190 -> 120 ms in a process of its own).
+    # dWhh^T = h^T dz, (H, T*B) (T*B, 3H), then transposed into place. The product the
+    # other way round, (3H, T*B) (T*B, H), ran 3x slower in a training process of its own
+    # (OpenBLAS's Haswell kernels on this AMD CPU; 75-80 against 25-27 ms at H=256,
+    # T*B=2048, a whole training step 190 -> 116 ms).
     np.dot(h_prev.T, dz_all[:3 * H].T, out=ws.dW_T)
     np.copyto(grads["Whh"][:2 * H], ws.dW_T[:, H:].T)
     np.copyto(grads["Whh"][2 * H:], ws.dW_T[:, :H].T)
-    np.dot(dhn, ws.ones, out=grads["bhn"])
+    np.dot(dz_all[:H], ws.ones, out=grads["bhn"])                # dbhn = sum of dhn
     return dz_all[H:].reshape(3 * H, T, B).transpose(1, 2, 0), (np.ascontiguousarray(dh0.T),)
 
 
