@@ -64,9 +64,27 @@ class Workspace:
         self.carry = np.empty((B, H), dtype)
         self.hs_steps, self.x_proj_steps = list(self.hs), list(self.x_proj)
         self.dh_steps, self.dtanh_steps = list(self.dh), list(self.dtanh)
+        warm_up_blas(dtype)
 
     def final_state(self) -> tuple[np.ndarray]:
         return (self.hs[-1],)
+
+
+def warm_up_blas(dtype) -> None:
+    """One small matrix product with many columns, which makes OpenBLAS run every later
+    product of the process at full speed.
+
+    In a process whose products all had fewer than about 350 columns (this cell's, at
+    H = 256: the recurrence's (B, H) (H, H), dWhh's (H, T*B) (T*B, H), the output layer's),
+    OpenBLAS 0.3.31 (Haswell kernels, on this 2-core AMD EPYC) ran them 2-3x slower than in a
+    process that had once run a product with 350 or more (dWhh at H=256, T*B=2048: 26 ms
+    against 8). It is state of the library, not a choice of kernel (a float64 product
+    unlocks the float32 ones too), and the numbers are the same to the last bit. A training
+    step at H=256, T=64, B=32, one thread: 89 -> 42 ms. This product costs about a
+    millisecond, once per Workspace. (The gated cells' 3H- and 4H-column products, and
+    this cell's at H >= 352, do the same by themselves.)
+    """
+    np.dot(np.zeros((64, 512), dtype), np.zeros((512, 384), dtype))
 
 
 def forward(p: dict, state0: tuple, ws: Workspace) -> None:
