@@ -13,8 +13,8 @@ from tqdm import tqdm
 from . import __version__
 from . import runfiles
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import (DEFAULT_LEARNING_RATES, MAX_ITERS, TrainConfig, describe_model,
-                     resumed_config)
+from .config import (DEFAULT_LEARNING_RATES, DEFAULT_OPTIMIZERS, MAX_ITERS, TrainConfig,
+                     describe_model, resumed_config)
 from .data import (CorpusError, UndecodableTextError, UnknownCharactersError, encode_text,
                    eval_stream_count, read_corpus)
 from .evaluate import chars_scored, score_text
@@ -198,7 +198,9 @@ def range_help(text: str, default) -> str:
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="B",
               help=range_help("Parallel streams the text is cut into.", DEFAULTS.batch_size))
 @click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), metavar="adagrad|adam",
-              help=range_help("The update rule (fixed on resume).", DEFAULTS.optimizer))
+              help="The update rule (fixed on resume). [default: "
+                   + ", ".join(f"{name} for {cell}" for cell, name in DEFAULT_OPTIMIZERS.items())
+                   + "]")
 @click.option("--learning-rate", type=POSITIVE, metavar="LR",
               help="Step size at the peak of the schedule. [default: "
                    + ", ".join(f"{rate:g} with {name}"

@@ -17,8 +17,10 @@ MAX_ITERS = 10**12
 SETTINGS_BEFORE_THEY_EXISTED = {"warmup_fraction": 0.0, "decay_fraction": 0.0,
                                 "cell": "rnn", "num_layers": 1, "dropout": 0.0,
                                 "optimizer": "adagrad"}
-# The peak learning rate of each optimiser when --learning-rate is not given (README's tables).
-DEFAULT_LEARNING_RATES = {"adagrad": 0.07, "adam": 0.002}
+# The optimiser of each cell, and the peak learning rate of each optimiser, when the user
+# does not choose them: the settings that learnt most in 5 minutes (README's tables).
+DEFAULT_OPTIMIZERS = {"rnn": "adagrad", "lstm": "adam", "gru": "adam"}
+DEFAULT_LEARNING_RATES = {"adagrad": 0.07, "adam": 0.006}
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class TrainConfig:
     dropout: float = 0.0            # inverted dropout on each layer's output, in training
     seq_length: int = 32            # T, time steps per window of truncated BPTT
     batch_size: int = 32            # B, parallel streams the text is cut into
-    optimizer: str = "adagrad"      # adagrad or adam (charrnn.optim)
+    optimizer: str = "adagrad"      # adagrad or adam (charrnn.optim); see DEFAULT_OPTIMIZERS
     learning_rate: float = DEFAULT_LEARNING_RATES["adagrad"]   # step size at the schedule's peak
     warmup_fraction: float = 0.1    # first fraction of max_iters: the learning rate rises to LR
     decay_fraction: float = 0.25    # last fraction of max_iters: it falls to 0
@@ -48,8 +50,12 @@ class TrainConfig:
 
     @classmethod
     def for_new_run(cls, **settings) -> "TrainConfig":
-        """The settings of a new run: ``settings`` over the defaults, and, if no learning rate
-        is given, the chosen optimiser's default one. Raises ValueError for a bad value."""
+        """The settings of a new run: ``settings`` over the defaults, the cell's default
+        optimiser if none is given, and that optimiser's default learning rate if none is
+        given. Raises ValueError for a bad value."""
+        if "optimizer" not in settings:
+            cell = settings.get("cell", cls.cell)
+            settings["optimizer"] = DEFAULT_OPTIMIZERS.get(cell, cls.optimizer)
         if "learning_rate" not in settings:
             optimizer = settings.get("optimizer", cls.optimizer)
             if optimizer in DEFAULT_LEARNING_RATES:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from charrnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from charrnn.cli import cli
-from charrnn.config import DEFAULT_LEARNING_RATES, TrainConfig, resumed_config
+from charrnn.config import DEFAULT_LEARNING_RATES, DEFAULT_OPTIMIZERS, TrainConfig, resumed_config
 from charrnn.data import read_corpus
 from charrnn.optim import ADAM_BETAS, ADAM_EPS, Adagrad, Adam, make_optimizer
 from charrnn.train import Trainer, run_training
@@ -114,6 +114,17 @@ def test_each_optimiser_has_its_own_default_learning_rate():
     adam = TrainConfig.for_new_run(optimizer="adam")
     assert adam.learning_rate == DEFAULT_LEARNING_RATES["adam"] != DEFAULT_LEARNING_RATES["adagrad"]
     assert TrainConfig.for_new_run(optimizer="adam", learning_rate=0.5).learning_rate == 0.5
+
+
+def test_the_gated_cells_default_to_adam_and_the_vanilla_cell_to_adagrad():
+    assert DEFAULT_OPTIMIZERS == {"rnn": "adagrad", "lstm": "adam", "gru": "adam"}
+    for cell, optimizer in DEFAULT_OPTIMIZERS.items():
+        config = TrainConfig.for_new_run(cell=cell)
+        assert config.optimizer == optimizer, cell
+        assert config.learning_rate == DEFAULT_LEARNING_RATES[optimizer], cell
+    assert TrainConfig.for_new_run(cell="gru", optimizer="adagrad").learning_rate == 0.07
+    # The vanilla default run is the 0.2.0 one: Adagrad at 0.07.
+    assert TrainConfig.for_new_run() == TrainConfig()
 
 
 def test_unknown_optimiser_is_refused():
@@ -257,4 +268,5 @@ def test_cli_refuses_an_unknown_optimiser(tmp_path):
 
 def test_help_gives_both_default_learning_rates():
     help_text = " ".join(cli_run("train", "--help").stdout.split())
-    assert "0.07 with adagrad, 0.002 with adam" in help_text
+    assert "0.07 with adagrad, 0.006 with adam" in help_text
+    assert "adagrad for rnn, adam for lstm, adam for gru" in help_text

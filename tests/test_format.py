@@ -264,7 +264,7 @@ def test_a_format_2_file_that_contradicts_itself_is_refused(tmp_path, change, me
     text.write_text("abcdefghij klmnop\n" * 40)
     path = tmp_path / "m.npz"
     assert run("train", text, "--checkpoint", path, "--cell", "lstm", "--num-layers", "2",
-               *TINY).exit_code == 0
+               "--optimizer", "adagrad", *TINY).exit_code == 0
     rewrite(path, change)
     before = path.read_bytes()
     with pytest.raises(CheckpointError, match=message):
