@@ -71,18 +71,19 @@ class Workspace:
 
 
 def warm_up_blas(dtype) -> None:
-    """One small matrix product with many columns, which makes OpenBLAS run every later
-    product of the process at full speed.
+    """One small matrix product with many columns, which lets OpenBLAS run the later products
+    of the process at full speed.
 
-    In a process whose products all had fewer than about 350 columns (this cell's, at
-    H = 256: the recurrence's (B, H) (H, H), dWhh's (H, T*B) (T*B, H), the output layer's),
-    OpenBLAS 0.3.31 (Haswell kernels, on this 2-core AMD EPYC) ran them 2-3x slower than in a
-    process that had once run a product with 350 or more (dWhh at H=256, T*B=2048: 26 ms
-    against 8). It is state of the library, not a choice of kernel (a float64 product
-    unlocks the float32 ones too), and the numbers are the same to the last bit. A training
-    step at H=256, T=64, B=32, one thread: 89 -> 42 ms. This product costs about a
-    millisecond, once per Workspace. (The gated cells' 3H- and 4H-column products, and
-    this cell's at H >= 352, do the same by themselves.)
+    OpenBLAS 0.3.31 (Haswell kernels, on this 2-core AMD EPYC) can run every product of a
+    process 2-3x slower until one product with about 350 or more columns (and 32 or more
+    rows) has run; this cell's products at H = 256 have fewer. Measured, one thread:
+    (256, 2048) (2048, 256), dWhh's shape, 26 ms in a fresh process, 8 ms after this product
+    (a float64 one does it too: a state of the library, not a choice of kernel). A training
+    step at H=256, T=64, B=32 while the other core was busy: 89 ms without, 42 ms with; on
+    an idle machine the step's own products lifted it by the first step (44 ms either way).
+    The numbers are the same to the last bit; the product costs about a millisecond, once
+    per Workspace. (The gated cells' 3H- and 4H-column products, and this cell's at
+    H >= 352, do the same by themselves.)
     """
     np.dot(np.zeros((64, 512), dtype), np.zeros((512, 384), dtype))
 
