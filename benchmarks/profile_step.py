@@ -2,8 +2,8 @@
 
 Each top-level statement of ``Trainer.step``, ``Network.forward``, ``Network.backward``, the
 cell's ``forward`` and ``backward`` (``rnn.forward`` for the vanilla cell: charrnn.model.rnn)
-and ``Adagrad.update`` is timed (a loop counts as one statement), averaged over many steps, and
-the statements above a threshold are printed. The functions are recompiled with a
+and the update of the cell's default optimiser is timed (a loop counts as one statement),
+averaged over many steps, and the statements above a threshold are printed. The functions are recompiled with a
 ``perf_counter`` call around every statement (about 0.1 us each), so totals run a little
 above an uninstrumented step. This is how the per-step costs quoted in the benchmarks'
 notes were found; cProfile cannot see inside a function.
@@ -84,8 +84,10 @@ def main(argv=None) -> int:
     set_blas_threads(threads)
 
     # Instrument the callees first: the instrumented callers must see the instrumented callees.
-    update, update_labels, update_totals = instrumented(optim.Adagrad.update)
-    optim.Adagrad.update = update
+    config = TrainConfig.for_new_run(hidden_size=H, seq_length=T, batch_size=B, cell=args.cell)
+    optimizer = optim.OPTIMIZERS[config.optimizer]     # the cell's default, as charrnn train
+    update, update_labels, update_totals = instrumented(optimizer.update)
+    optimizer.update = update
     cell = CELLS[args.cell]   # the Network calls its cell's functions through the module
     cell_forward, cell_forward_labels, cell_forward_totals = instrumented(cell.forward,
                                                                           args.nested)
@@ -97,14 +99,13 @@ def main(argv=None) -> int:
     Network.forward, Network.backward = forward, backward
     step, step_labels, step_totals = instrumented(train.Trainer.step)
 
-    trainer = train.Trainer(TrainConfig(hidden_size=H, seq_length=T, batch_size=B, cell=args.cell),
-                            read_corpus(args.corpus))
+    trainer = train.Trainer(config, read_corpus(args.corpus))
     sections = (("Trainer.step", step_labels, step_totals),
                 ("Network.forward", forward_labels, forward_totals),
                 (f"{args.cell}.forward", cell_forward_labels, cell_forward_totals),
                 ("Network.backward", backward_labels, backward_totals),
                 (f"{args.cell}.backward", cell_backward_labels, cell_backward_totals),
-                ("Adagrad.update", update_labels, update_totals))
+                (f"{optimizer.__name__}.update", update_labels, update_totals))
     for _ in range(10):   # warm up, then forget the warm-up's times
         step(trainer)
     for _, _, totals in sections:

@@ -226,7 +226,7 @@ def _checkpoint_from_arrays(arrays: dict[str, np.ndarray]) -> Checkpoint:
     unexpected = sorted(set(arrays) - described)
     if unexpected:
         raise ValueError(f"it holds {unexpected[0]}, which its model ({_describe(config)}, "
-                         f"{config.optimizer}) does not have")
+                         f"optimizer {config.optimizer}) does not have")
     loaded = {}
     for prefix, shapes in expected.items():
         loaded[prefix] = {}

@@ -302,7 +302,8 @@ def train(text_file, checkpoint_arg, checkpoint_path, resume, force, threads, qu
     choose_threads(trainer, threads)
     verb = "resuming" if saved is not None else "training"
     say(f"{verb} {checkpoint_path}: {len(corpus.vocab)} characters in the vocabulary, "
-        f"{len(corpus.indices):,} in the text, {trainer.params.flat.size:,} parameters")
+        f"{len(corpus.indices):,} in the text, {trainer.params.flat.size:,} parameters, "
+        f"{config.optimizer} at a peak learning rate of {config.learning_rate:g}")
 
     try:
         outcome = run_training(trainer, checkpoint_path, show_progress=not quiet,

@@ -180,11 +180,12 @@ class Trainer:
 
 
 def training_memory_bytes(network: Network, config: TrainConfig) -> int:
-    """A lower estimate of the memory training allocates, in bytes: the parameters three or
-    four times (weights, gradients, the optimiser's one or two slots) and the buffers of one
-    window. Python integers throughout, so absurd sizes cannot overflow."""
+    """A lower estimate of the memory training allocates, in bytes: the parameters five or
+    six times (weights, gradients, the optimiser's one or two slots and its two scratch
+    arrays) and the buffers of one window. Python integers throughout, so absurd sizes cannot
+    overflow."""
     params = sum(math.prod(shape) for shape in network.param_shapes.values())
-    copies = 2 + len(OPTIMIZERS[config.optimizer].SLOTS)
+    copies = 4 + len(OPTIMIZERS[config.optimizer].SLOTS)
     return (copies * params * network.dtype.itemsize
             + network.workspace_bytes(config.seq_length, config.batch_size))
 

@@ -248,9 +248,12 @@ def test_cli_trains_with_adam_at_its_default_rate_and_info_says_so(tmp_path):
     assert saved.config.learning_rate == DEFAULT_LEARNING_RATES["adam"]
     info = cli_run("info", model).stdout
     assert "optimizer        adam" in info
-    # Resuming keeps Adam without being told; another optimiser is a one-line error.
-    cli_run("train", text, model, "--resume", "--max-iters", "8", "-q")
+    # Resuming keeps Adam without being told (or when told again); another optimiser is a
+    # one-line error.
+    cli_run("train", text, model, "--resume", "--max-iters", "7", "-q")
+    cli_run("train", text, model, "--resume", "--optimizer", "adam", "--max-iters", "8", "-q")
     assert load_checkpoint(model).state["iteration"] == 8
+    assert load_checkpoint(model).config.optimizer == "adam"
     result = cli_run("train", text, model, "--resume", "--optimizer", "adagrad",
                      "--max-iters", "9", expect=1)
     assert "--optimizer adagrad conflicts with the checkpoint" in result.stderr

@@ -308,3 +308,58 @@ def test_a_format_2_file_keeps_no_pickles(tmp_path):
         for name in archive.namelist():
             header = archive.read(name)[:128]
             assert b"'descr': '|O'" not in header and b"'descr': 'O'" not in header
+
+
+# --------------------------------------------------------------------------- 0.3.0's GRU
+
+GRU_030 = os.path.join(os.path.dirname(__file__), "fixtures", "gru-0.3.0")
+
+
+@pytest.fixture
+def gru030(tmp_path):
+    """A copy of the 2-layer GRU saved by charrnn 0.3.0 (before --optimizer) and its text."""
+    for name in ("gru.npz", "text.txt"):
+        shutil.copy(os.path.join(GRU_030, name), tmp_path / name)
+    return tmp_path
+
+
+def fixture_030_text(name: str) -> str:
+    with open(os.path.join(GRU_030, name), encoding="utf-8") as f:
+        return f.read()
+
+
+def test_a_0_3_0_gru_is_an_adagrad_model_that_samples_and_evaluates_as_0_3_0(gru030):
+    arrays = read_npz(gru030 / "gru.npz")
+    assert "optimizer" not in json.loads(str(arrays["config"]))
+    checkpoint = load_checkpoint(gru030 / "gru.npz")
+    config = checkpoint.config
+    assert (config.cell, config.num_layers, config.dropout) == ("gru", 2, 0.1)
+    assert config.optimizer == "adagrad"            # not the gated cells' new default
+    assert list(checkpoint.optimizer_state) == ["adagrad"]
+    their_sample = fixture_030_text("sample.txt")
+    ours = run("sample", "--checkpoint", gru030 / "gru.npz", "--seed", "ROMEO:", "-n", 80,
+               "--random-seed", 3)
+    assert ours.exit_code == 0 and ours.stdout == their_sample
+    ours = run("eval", gru030 / "text.txt", "--checkpoint", gru030 / "gru.npz")
+    assert ours.exit_code == 0
+    assert ours.stdout.split()[:2] == fixture_030_text("eval.txt").split()[:2]
+
+
+def test_a_0_3_0_gru_resumes_with_adagrad_as_0_3_0_did(gru030):
+    """0.3.0 resumed the fixture from 60 to 90 iterations; so do we, with Adagrad, to float32
+    rounding (0.4.0 sums the GRU's products in another order, see the fixture's README)."""
+    path = gru030 / "gru.npz"
+    result = run("train", gru030 / "text.txt", "--checkpoint", path, "--resume",
+                 "--max-iters", 90, "--quiet")
+    assert result.exit_code == 0, result.output
+    ours, theirs = read_npz(path), read_npz(os.path.join(GRU_030, "gru_resumed.npz"))
+    assert json.loads(str(ours["config"]))["optimizer"] == "adagrad"
+    assert set(ours) - {"config"} == set(theirs) - {"config"}   # adagrad.*, no adam.*
+    for key in theirs:
+        if key.startswith(("params.", "adagrad.", "carry.")):
+            np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-4, atol=1e-6,
+                                       err_msg=key)
+    state, their_state = json.loads(str(ours["state"])), json.loads(str(theirs["state"]))
+    for key in ("iteration", "position", "chars_seen", "rng_state", "text_sha256"):
+        assert state[key] == their_state[key], key
+    assert state["smooth_loss"] == pytest.approx(their_state["smooth_loss"], rel=1e-6)

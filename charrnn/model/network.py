@@ -123,7 +123,7 @@ class Network:
         return shapes
 
     def zeros(self) -> ParamSet:
-        """Parameters (or gradients, or Adagrad memories) of this model, all zero."""
+        """Parameters (or gradients, or optimiser state) of this model, all zero."""
         return ParamSet(self.param_shapes, dtype=self.dtype)
 
     def init_params(self, rng: np.random.Generator, scale: float) -> ParamSet:

@@ -1,8 +1,9 @@
 """Named parameter arrays that are views into one flat buffer.
 
-One buffer lets gradient clipping and Adagrad treat every parameter of any model in a single
-NumPy call, whatever the cell and the number of layers. The same class holds parameters,
-their gradients and their Adagrad memories, under the same names.
+One buffer lets gradient clipping and the optimiser treat every parameter of any model in a
+single NumPy call, whatever the cell and the number of layers. The same class holds
+parameters, their gradients and the optimiser's state (Adagrad's memories, Adam's moments),
+under the same names.
 """
 from __future__ import annotations
 
