@@ -105,10 +105,7 @@ def assert_mentions(message: str, *patterns: str) -> None:
         assert re.search(pattern, message, re.IGNORECASE), f"{pattern!r} not in: {message}"
 
 
-@pytest.fixture(autouse=True)
-def in_tmp_path(tmp_path, monkeypatch):
-    """Run every command in tmp_path, so a default checkpoints/ folder would land there."""
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("in_tmp_path")
 
 
 @pytest.fixture(scope="module")

@@ -34,9 +34,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX files and signals")
 
 
-@pytest.fixture(autouse=True)
-def in_tmp_path(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("in_tmp_path")
 
 
 @pytest.fixture(scope="module")

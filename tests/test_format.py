@@ -33,17 +33,22 @@ def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-@pytest.fixture
-def format1(tmp_path):
-    """A copy of the format-1 fixture and its text in tmp_path."""
-    for name in ("format1.npz", "text.txt"):
-        shutil.copy(os.path.join(FIXTURES, name), tmp_path / name)
+def copy_fixture(folder: str, model: str, tmp_path):
+    """A copy of a fixture's model and its text in tmp_path; returns tmp_path."""
+    for name in (model, "text.txt"):
+        shutil.copy(os.path.join(folder, name), tmp_path / name)
     return tmp_path
 
 
-def fixture_text(name: str) -> str:
-    with open(os.path.join(FIXTURES, name), encoding="utf-8") as f:
+def fixture_text(name: str, folder: str = FIXTURES) -> str:
+    with open(os.path.join(folder, name), encoding="utf-8") as f:
         return f.read()
+
+
+@pytest.fixture
+def format1(tmp_path):
+    """A copy of the format-1 fixture and its text in tmp_path."""
+    return copy_fixture(FIXTURES, "format1.npz", tmp_path)
 
 
 def read_npz(path) -> dict[str, np.ndarray]:
@@ -318,14 +323,7 @@ GRU_030 = os.path.join(os.path.dirname(__file__), "fixtures", "gru-0.3.0")
 @pytest.fixture
 def gru030(tmp_path):
     """A copy of the 2-layer GRU saved by charrnn 0.3.0 (before --optimizer) and its text."""
-    for name in ("gru.npz", "text.txt"):
-        shutil.copy(os.path.join(GRU_030, name), tmp_path / name)
-    return tmp_path
-
-
-def fixture_030_text(name: str) -> str:
-    with open(os.path.join(GRU_030, name), encoding="utf-8") as f:
-        return f.read()
+    return copy_fixture(GRU_030, "gru.npz", tmp_path)
 
 
 def test_a_0_3_0_gru_is_an_adagrad_model_that_samples_and_evaluates_as_0_3_0(gru030):
@@ -336,13 +334,13 @@ def test_a_0_3_0_gru_is_an_adagrad_model_that_samples_and_evaluates_as_0_3_0(gru
     assert (config.cell, config.num_layers, config.dropout) == ("gru", 2, 0.1)
     assert config.optimizer == "adagrad"            # not the gated cells' new default
     assert list(checkpoint.optimizer_state) == ["adagrad"]
-    their_sample = fixture_030_text("sample.txt")
+    their_sample = fixture_text("sample.txt", GRU_030)
     ours = run("sample", "--checkpoint", gru030 / "gru.npz", "--seed", "ROMEO:", "-n", 80,
                "--random-seed", 3)
     assert ours.exit_code == 0 and ours.stdout == their_sample
     ours = run("eval", gru030 / "text.txt", "--checkpoint", gru030 / "gru.npz")
     assert ours.exit_code == 0
-    assert ours.stdout.split()[:2] == fixture_030_text("eval.txt").split()[:2]
+    assert ours.stdout.split()[:2] == fixture_text("eval.txt", GRU_030).split()[:2]
 
 
 def test_a_0_3_0_gru_resumes_with_adagrad_as_0_3_0_did(gru030):
