@@ -279,13 +279,17 @@ class Outcome:
 def deferred_signals(signal_numbers=(signal.SIGINT, signal.SIGTERM)):
     """Record SIGINT/SIGTERM instead of dying, so the loop can stop at a safe point.
 
+    A signal that the process was started with ignored stays ignored: by the Unix convention
+    a job started in the background (``charrnn train ... &`` from a script, or ``nohup``)
+    ignores SIGINT, so that a Ctrl-C meant for the terminal's foreground does not stop it.
     Yields a list that receives the numbers of the signals caught.
     """
     caught: list[int] = []
     previous = {}
     try:
         for number in signal_numbers:
-            previous[number] = signal.signal(number, lambda n, frame: caught.append(n))
+            if signal.getsignal(number) is not signal.SIG_IGN:
+                previous[number] = signal.signal(number, lambda n, frame: caught.append(n))
     except ValueError:   # not the main thread: signals cannot be handled here
         pass
     try:

@@ -1,4 +1,6 @@
 """Shared pytest fixtures for charrnn's tests."""
+import signal
+
 import numpy as np
 import pytest
 
@@ -14,3 +16,16 @@ def in_tmp_path(tmp_path, monkeypatch):
     """Run the test in tmp_path, so a default checkpoints/ folder would land there (the CLI
     tests' modules use it for every test: ``pytestmark = pytest.mark.usefixtures(...)``)."""
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def sigint_as_in_a_terminal():
+    """SIGINT handled as in a foreground terminal (Python's KeyboardInterrupt handler) for the
+    test, and put back afterwards: a suite started in the background inherits SIGINT ignored,
+    and a run that finds it ignored keeps ignoring it (see train.deferred_signals)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+

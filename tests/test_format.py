@@ -114,8 +114,10 @@ def test_format_1_evaluates_to_the_exact_cross_entropy_of_its_text(format1):
     assert fixture_text("eval.txt").split()[0] != f"{exact:.4f}"   # 0.2.0's figure was not it
 
 
-def test_format_1_resumes_bit_exactly_as_release_0_2_0(format1):
-    """0.2.0 resumed the fixture from iteration 60 to 90; so must we, to the last bit."""
+def test_format_1_resumes_as_release_0_2_0(format1):
+    """0.2.0 resumed the fixture from iteration 60 to 90 on another machine; so do we, to
+    float32 rounding: float32 matrix products round differently on other BLAS kernels and
+    thread counts, so only two runs on one machine can agree to the last bit (the next test)."""
     path = format1 / "format1.npz"
     result = run("train", format1 / "text.txt", "--checkpoint", path, "--resume",
                  "--max-iters", 90, "--quiet")
@@ -124,15 +126,41 @@ def test_format_1_resumes_bit_exactly_as_release_0_2_0(format1):
     theirs = read_npz(os.path.join(FIXTURES, "format1_resumed.npz"))
     assert int(ours["format_version"]) == 2           # saved in the new format
     for old, new in FORMAT1_TO_2.items():
-        assert ours["params." + new].tobytes() == theirs[old].tobytes(), new
-        assert ours["adagrad." + new].tobytes() == theirs["m" + old].tobytes(), new
-    assert ours["carry.l1.h"].tobytes() == theirs["hidden"].tobytes()
+        np.testing.assert_allclose(ours["params." + new], theirs[old], rtol=1e-4, atol=1e-6,
+                                   err_msg=new)
+        np.testing.assert_allclose(ours["adagrad." + new], theirs["m" + old], rtol=1e-4,
+                                   atol=1e-6, err_msg=new)
+    np.testing.assert_allclose(ours["carry.l1.h"], theirs["hidden"], rtol=1e-4, atol=1e-6)
     # every column but the last, the training time, which is the clock's
-    assert np.array_equal(ours["history"][:, :-1], theirs["history"][:, :-1])
+    np.testing.assert_allclose(ours["history"][:, :-1], theirs["history"][:, :-1], rtol=1e-5)
     state, their_state = json.loads(str(ours["state"])), json.loads(str(theirs["state"]))
-    for key in ("iteration", "position", "chars_seen", "smooth_loss", "best_val_loss",
-                "last_val_loss", "rng_state", "text_sha256"):
+    for key in ("iteration", "position", "chars_seen", "rng_state", "text_sha256"):
         assert state[key] == their_state[key], key
+    for key in ("smooth_loss", "best_val_loss", "last_val_loss"):
+        assert state[key] == pytest.approx(their_state[key], rel=1e-5), key
+
+
+def test_format_1_resumes_to_the_same_bits_twice(format1, tmp_path):
+    """The same resume, from 60 to 90, run twice on this machine: the same bits (interrupted
+    runs resumed to the same bits as uninterrupted ones: tests/test_signals.py)."""
+    again = tmp_path / "again"
+    again.mkdir()
+    shutil.copy(format1 / "format1.npz", again / "format1.npz")
+    for path in (format1 / "format1.npz", again / "format1.npz"):
+        result = run("train", format1 / "text.txt", "--checkpoint", path, "--resume",
+                     "--max-iters", 90, "--quiet")
+        assert result.exit_code == 0, result.output
+    one, two = read_npz(format1 / "format1.npz"), read_npz(again / "format1.npz")
+    assert one.keys() == two.keys()
+    for key in one:
+        if key == "history":   # its last column is the clock's
+            assert one[key][:, :-1].tobytes() == two[key][:, :-1].tobytes()
+        elif key == "state":
+            ours, theirs = json.loads(str(one[key])), json.loads(str(two[key]))
+            ours.pop("elapsed_seconds"), theirs.pop("elapsed_seconds")
+            assert ours == theirs
+        else:
+            assert one[key].tobytes() == two[key].tobytes(), key
 
 
 def test_format_1_info_describes_the_model(format1):

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from charrnn.checkpoint import load_checkpoint
 from charrnn.cli import cli
+from helpers import with_sigint_default
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -33,6 +34,10 @@ STARTUP_TIMEOUT = 60    # seconds allowed for the subprocess to start training (
 TRAINING_SECONDS = 1.0  # how long it trains before the signal
 
 
+def ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def write_text(folder) -> str:
     rng = np.random.default_rng(9)
     path = os.path.join(folder, "text.txt")
@@ -41,18 +46,21 @@ def write_text(folder) -> str:
     return path
 
 
-def start_training(text: str, checkpoint: str, stderr_path: str, *extra: str) -> subprocess.Popen:
+def start_training(text: str, checkpoint: str, stderr_path: str, *extra: str,
+                   sigint_ignored: bool = False) -> subprocess.Popen:
     """Start a training run that would last for hours, and wait until it is in its loop.
 
     It is "in its loop" once it has announced the run on stderr and trained a moment longer
     (the announcement comes just before the loop; TRAINING_SECONDS is ample for thousands of
-    iterations of this tiny model).
+    iterations of this tiny model). The process takes SIGINT as a terminal's foreground
+    process does, or, with ``sigint_ignored``, starts with it ignored as a background job does.
     """
     stderr = open(stderr_path, "w")
     process = subprocess.Popen(
         [sys.executable, "-m", "charrnn", "train", text, "--checkpoint", checkpoint,
          "--max-iters", NEVER, *TINY, *extra],
-        stdout=subprocess.DEVNULL, stderr=stderr)
+        stdout=subprocess.DEVNULL, stderr=stderr,
+        preexec_fn=ignore_sigint if sigint_ignored else with_sigint_default)
     stderr.close()
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while True:
@@ -145,3 +153,19 @@ def test_repeated_ctrl_c_still_saves_a_good_checkpoint(tmp_path):
     assert load_checkpoint(checkpoint).state["iteration"] > 0
     leftovers = [name for name in os.listdir(tmp_path) if name.startswith(".") or name.endswith(".tmp")]
     assert leftovers == []
+
+
+def test_a_background_run_ignores_ctrl_c_but_stops_cleanly_on_sigterm(tmp_path):
+    """Started with SIGINT ignored (``charrnn train ... &`` from a script, or ``nohup``), a run
+    keeps ignoring it, by the Unix convention; SIGTERM still saves and stops it."""
+    text = write_text(tmp_path)
+    checkpoint = str(tmp_path / "model.npz")
+    process = start_training(text, checkpoint, str(tmp_path / "stderr.txt"), sigint_ignored=True)
+    process.send_signal(signal.SIGINT)
+    time.sleep(TRAINING_SECONDS)
+    assert process.poll() is None, "a run started with SIGINT ignored stopped on SIGINT"
+    code = interrupt(process, signal.SIGTERM)
+    stderr = (tmp_path / "stderr.txt").read_text(encoding="utf-8", errors="replace")
+    assert code == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr and "--resume" in stderr
+    assert load_checkpoint(checkpoint).state["iteration"] > 0

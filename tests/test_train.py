@@ -185,7 +185,8 @@ SCHEDULE = {"warmup_fraction": 0.15, "decay_fraction": 0.5}   # of 40: warm-up t
 @pytest.mark.parametrize("schedule, stop", [({}, 13), (SCHEDULE, 3), (SCHEDULE, 25)],
                          ids=["constant-lr", "stopped-in-warmup", "stopped-in-cooldown"])
 def test_resume_after_interrupt_gives_identical_checkpoints(corpus, tmp_path, dtype, schedule,
-                                                            stop, monkeypatch):
+                                                            stop, monkeypatch,
+                                                            sigint_as_in_a_terminal):
     """SIGINT at iteration ``stop`` saves and stops; resuming to 40 matches an uninterrupted
     run in everything, history and best checkpoint included. With a schedule the stop falls
     where the rate is not the peak, so the first update after the resume must take the
@@ -203,12 +204,13 @@ def test_resume_after_interrupt_gives_identical_checkpoints(corpus, tmp_path, dt
         return loss
 
     monkeypatch.setattr(trainer, "step", step_then_interrupt)
+    before = signal.getsignal(signal.SIGINT)
     outcome = run_training(trainer, str(tmp_path / "two.npz"), show_progress=False,
                            log=lambda message: None)
     assert not outcome.finished and outcome.signal_number == signal.SIGINT
     assert load_checkpoint(tmp_path / "two.npz").state["iteration"] == stop
     # the handler is restored afterwards
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before
 
     resume(tmp_path / "two.npz", corpus)
     assert_identical_checkpoints(tmp_path / "one.npz", tmp_path / "two.npz")
@@ -371,7 +373,8 @@ def test_a_validation_loss_that_overflows_stops_training_with_advice(corpus, tmp
     assert len(trainer.history) == 0
 
 
-def test_a_signal_in_the_last_iteration_still_finishes(corpus, tmp_path, monkeypatch):
+def test_a_signal_in_the_last_iteration_still_finishes(corpus, tmp_path, monkeypatch,
+                                                      sigint_as_in_a_terminal):
     """A Ctrl-C that arrives while the last iteration runs: the run has saved its end, so it
     is reported finished, not interrupted (no 'to continue' advice for a finished model)."""
     config = small_config(max_iters=5)
@@ -388,3 +391,29 @@ def test_a_signal_in_the_last_iteration_still_finishes(corpus, tmp_path, monkeyp
                            log=lambda message: None)
     assert outcome.finished
     assert load_checkpoint(tmp_path / "m.npz").state["iteration"] == 5
+
+
+def test_a_run_started_with_sigint_ignored_keeps_ignoring_it(corpus, tmp_path, monkeypatch):
+    """A background job (``&`` in a script, ``nohup``) starts with SIGINT ignored, so that a
+    Ctrl-C meant for the terminal does not reach it: training goes on to the end, and the
+    handler is still SIG_IGN afterwards."""
+    config = small_config(max_iters=6)
+    trainer = Trainer(config, corpus)
+    real_step = trainer.step
+
+    def step_then_interrupt():
+        loss = real_step()
+        if trainer.iteration == 2:
+            signal.raise_signal(signal.SIGINT)
+        return loss
+
+    monkeypatch.setattr(trainer, "step", step_then_interrupt)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        outcome = run_training(trainer, str(tmp_path / "m.npz"), show_progress=False,
+                               log=lambda message: None)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert outcome.finished
+    assert load_checkpoint(tmp_path / "m.npz").state["iteration"] == 6
