@@ -4,7 +4,7 @@ runs without errors, builds the text views, shows a unit and the top guesses of 
 the text. Takes a screenshot too.
 
 Runs only where /usr/bin/chromium exists (``apt-get install chromium``); skipped otherwise,
-as in CI, which does not install a browser.
+unless CHARRNN_REQUIRE_BROWSER is set, as CI (`.ci/run`, which installs Chromium) does.
 """
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
          "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars"]
 HOSTILE = '</script><img src=x onerror="document.title=\'pwned\'">'
 
+if os.environ.get("CHARRNN_REQUIRE_BROWSER") and not os.path.exists(CHROMIUM):
+    raise RuntimeError(f"CHARRNN_REQUIRE_BROWSER is set but there is no {CHROMIUM}")
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                 reason="no Chromium at /usr/bin/chromium (apt-get install chromium)")
 
