@@ -113,10 +113,12 @@ class CharrnnGroup(click.Group):
     traceback or an "Exception ignored" at exit (a full disk, a closed stdout, an encoding
     that cannot show a character), whichever command or option (--help, --version) wrote it."""
 
-    def main(self, *args, **kwargs):
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
         try:
             try:
-                return super().main(*args, **kwargs)
+                return one_line_errors(super().main, *args, **kwargs)
             finally:
                 if sys.stdout is not None:
                     sys.stdout.flush()
@@ -130,6 +132,31 @@ class CharrnnGroup(click.Group):
                 failure = error if isinstance(error, StdoutError) else stdout_error(error)
             failure.show()
             sys.exit(failure.exit_code)
+
+
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+def one_line_errors(main, *args, **kwargs):
+    """Run click's ``main`` as a standalone program does, but with every error one line:
+    click shows a usage error as the usage, a hint, a blank line and the error; here the
+    hint is part of the error's line. Exits like click: 2 for usage errors, 1 for others."""
+    try:
+        status = main(*args, standalone_mode=False, **kwargs)
+    except NO_ARGS_IS_HELP as error:   # `charrnn` alone (click 8.2 and later): the help
+        error.show()
+        sys.exit(error.exit_code)
+    except click.UsageError as error:
+        hint = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
+        click.echo(f"Error: {error.format_message()}{hint}", err=True)
+        sys.exit(error.exit_code)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    sys.exit(status if isinstance(status, int) else 0)
 
 
 @click.group(cls=CharrnnGroup, context_settings={"help_option_names": ["-h", "--help"]})
