@@ -5,6 +5,7 @@ import math
 import os
 import shlex
 import sys
+import time
 
 import click
 import numpy as np
@@ -378,16 +379,17 @@ def describe_val(history) -> str:
     return f"validation loss {nats_and_bits(val, 3)}"
 
 
-def latest_checkpoint() -> str:
-    """The most recently written checkpoint under checkpoints/ (not counting .best files)."""
+def latest_checkpoint() -> tuple[str, int]:
+    """The most recently written checkpoint under checkpoints/ (not counting .best files),
+    and how many there are."""
     try:
-        path = runfiles.latest_checkpoint(DEFAULT_CHECKPOINT_DIR)
+        found = runfiles.checkpoints_in(DEFAULT_CHECKPOINT_DIR)
     except RunFilesError as error:
         fail(str(error))
-    if path is None:
+    if not found:
         fail(f"no checkpoint found in {DEFAULT_CHECKPOINT_DIR}/: train one with "
              f"'charrnn train TEXT_FILE', or pass --checkpoint PATH")
-    return path
+    return found[0], len(found)
 
 
 def checkpoint_choice(what: str, best: bool = False):
@@ -422,8 +424,10 @@ def open_checkpoint(path: str | None, best: bool = False, mention_best: bool = F
     the checkpoint's last one (an overfit model is the likely reason).
     """
     if path is None:
-        path = latest_checkpoint()
-        say(f"using {path}" if not best else f"using the best of {path}")
+        path, count = latest_checkpoint()
+        others = (f", the most recently written of the {count} in {DEFAULT_CHECKPOINT_DIR}/ "
+                  f"('charrnn list' shows them)" if count > 1 else "")
+        say(f"using {path}{others}" if not best else f"using the best of {path}{others}")
     if best:
         path = best_path(runfiles.checkpoint_target(path))
     try:
@@ -499,10 +503,12 @@ def write_stream(start: str, characters) -> None:
 
 
 @cli.command()
-@checkpoint_choice("The checkpoint")
-def info(checkpoint_arg, checkpoint_path):
+@checkpoint_choice("The checkpoint", best=True)
+@click.option("--quiet", "-q", is_flag=True, help="No notes on stderr, only errors.")
+def info(checkpoint_arg, checkpoint_path, best, quiet):
     """Describe a checkpoint: settings, vocabulary, progress and losses."""
-    path, checkpoint = open_checkpoint(one_checkpoint(checkpoint_arg, checkpoint_path))
+    quiet_from_now(quiet)
+    path, checkpoint = open_checkpoint(one_checkpoint(checkpoint_arg, checkpoint_path), best)
     state, config = checkpoint.state, checkpoint.config
     lines = [f"checkpoint:        {path}",
              f"iteration:         {state['iteration']} of {config.max_iters}",
@@ -522,6 +528,49 @@ def info(checkpoint_arg, checkpoint_path):
     lines.append("settings:")
     lines += [f"  {name:<17}{value}" for name, value in config.to_dict().items()]
     emit("\n".join(lines))
+
+
+@cli.command(name="list")
+@click.argument("folder", metavar="[FOLDER]", default=DEFAULT_CHECKPOINT_DIR)
+def list_checkpoints(folder):
+    """List the models in FOLDER (default: checkpoints/), most recently written first.
+
+    The first is the one that sample, eval, info, plot, export and viz use when given no
+    checkpoint. Columns: name, model, iterations trained, validation loss (latest and best,
+    bits per character), and when the file was written.
+    """
+    if not os.path.isdir(folder):
+        fail(f"{folder} is not a folder" if os.path.exists(folder) else f"no folder {folder}")
+    try:
+        paths = runfiles.checkpoints_in(folder)
+    except RunFilesError as error:
+        fail(str(error))
+    if not paths:
+        fail(f"no checkpoint in {folder}/: train one with 'charrnn train TEXT_FILE'")
+    rows = [("checkpoint", "model", "iterations", "val bits/char", "best", "written")]
+    for path in paths:
+        rows.append(describe_listed(path))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    emit("\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+                   for row in rows))
+
+
+def describe_listed(path: str) -> tuple[str, ...]:
+    """One row of ``charrnn list``: a checkpoint that cannot be read says why, in the row."""
+    written = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(path)))
+    try:
+        checkpoint = load_checkpoint(path)
+    except CheckpointError as error:
+        reason = str(error).removeprefix(f"{path} ").removeprefix(f"{path}: ")
+        return (os.path.basename(path), f"unreadable: {reason}", "", "", "", written)
+    state, config = checkpoint.state, checkpoint.config
+
+    def bits(key):
+        value = state.get(key)
+        return "-" if value is None else f"{value / math.log(2):.3f}"
+    return (os.path.basename(path), describe_model(config),
+            f"{state['iteration']:,} of {config.max_iters:,}", bits("last_val_loss"),
+            bits("best_val_loss"), written)
 
 
 def read_known_text(checkpoint, text_file: str | None, skip_unknown: bool,
@@ -581,8 +630,10 @@ def evaluate(text_file, checkpoint_arg, checkpoint_path, best, skip_unknown, qui
 @checkpoint_choice("The checkpoint")
 @click.option("-o", "--output", metavar="FILE.png",
               help="Where to write the PNG. [default: the checkpoint's path with .png]")
-def plot(checkpoint_arg, checkpoint_path, output):
+@click.option("--quiet", "-q", is_flag=True, help="No notes on stderr, only errors.")
+def plot(checkpoint_arg, checkpoint_path, output, quiet):
     """Plot train and validation loss (bits/char) against characters seen, as a PNG."""
+    quiet_from_now(quiet)
     path, checkpoint = open_checkpoint(one_checkpoint(checkpoint_arg, checkpoint_path))
     if len(checkpoint.history) == 0:
         fail(f"{path} has no evaluations yet: train it past --eval-every iterations first")
@@ -604,10 +655,12 @@ def plot(checkpoint_arg, checkpoint_path, output):
                    "<stem>.json]")
 @click.option("--format", "fmt", metavar="safetensors|json",
               help="File format. [default: json if FILE ends in .json, else safetensors]")
-def export(checkpoint_arg, checkpoint_path, best, output, fmt):
+@click.option("--quiet", "-q", is_flag=True, help="No notes on stderr, only errors.")
+def export(checkpoint_arg, checkpoint_path, best, output, fmt, quiet):
     """Write the model for PyTorch or any other program: its weights under PyTorch's names
     (nn.RNN/nn.LSTM/nn.GRU and an nn.Linear 'out.'), with the vocabulary and the model's
     description, as safetensors or JSON."""
+    quiet_from_now(quiet)
     try:
         fmt = format_for(output, fmt)
     except ExportError as error:

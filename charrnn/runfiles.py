@@ -126,14 +126,14 @@ def training_checkpoint(checkpoint_path: str, text_file: str) -> str:
     return target
 
 
-def latest_checkpoint(folder: str) -> str | None:
-    """The most recently modified checkpoint file in ``folder`` (not counting .best twins,
-    dangling symlinks or anything that is not a regular file), or None."""
+def checkpoints_in(folder: str) -> list[str]:
+    """The checkpoint files in ``folder``, most recently modified first: every regular
+    ``*.npz`` but the .best twins (dangling symlinks and other kinds of file left out)."""
     check_current_folder(folder)
     try:
         names = os.listdir(folder)
     except OSError:
-        return None
+        return []
     found = []
     for name in names:
         if not name.endswith(".npz") or is_best_name(name):
@@ -145,7 +145,13 @@ def latest_checkpoint(folder: str) -> str | None:
             continue
         if stat.S_ISREG(info.st_mode):
             found.append((info.st_mtime, path))
-    return max(found)[1] if found else None
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def latest_checkpoint(folder: str) -> str | None:
+    """The most recently modified checkpoint file in ``folder`` (see checkpoints_in), or None."""
+    found = checkpoints_in(folder)
+    return found[0] if found else None
 
 
 # --------------------------------------------------------------------------- what a file is
