@@ -50,7 +50,7 @@ META_KEYS = ("format_version", "vocab", "config", "state", "history")
 MAX_COUNT = 2**53
 STATE_NUMBERS = {"iteration": (int, MAX_ITERS, True), "position": (int, MAX_COUNT, True),
                  "chars_seen": (int, MAX_COUNT, True), "smooth_loss": (float, sys.float_info.max, True),
-                 "elapsed_seconds": (float, 1e12, True),
+                 "elapsed_seconds": (float, 10**12, True),
                  "best_val_loss": (float, sys.float_info.max, False),
                  "last_val_loss": (float, sys.float_info.max, False),
                  "blas_threads": (int, 4096, False)}
@@ -208,7 +208,9 @@ def _checkpoint_from_arrays(arrays: dict[str, np.ndarray]) -> Checkpoint:
     for column, name in enumerate(HISTORY_COLUMNS):
         values = history[:, column]
         # Only the validation loss may be missing (NaN: there was no held-out text).
-        bad = ~np.isfinite(values) & ~(np.isnan(values) if name == "val_loss" else False)
+        bad = ~np.isfinite(values)
+        if name == "val_loss":
+            bad &= ~np.isnan(values)
         if bad.any():
             raise ValueError(f"history column {name} holds {values[bad][0]}, not a finite "
                              f"number")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import signal
 import socket
 import stat
@@ -371,8 +372,15 @@ def atomic_file(path: str, mode: str, **open_options):
     temporary = held = None
     with signals_exit():
         try:
-            descriptor, temporary = tempfile.mkstemp(
-                dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+            while True:   # (mkstemp, but with the name known before the file exists, so that
+                # a signal arriving just after its creation still finds it to remove)
+                temporary = os.path.join(
+                    directory, f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
+                try:
+                    descriptor = _create_new(temporary)
+                    break
+                except FileExistsError:   # someone else's: not ours to remove
+                    temporary = None
             held = _hold(descriptor)
             if hasattr(os, "fchmod"):   # before the rename: the file is never seen as 0600
                 os.fchmod(descriptor, permissions)
@@ -387,10 +395,16 @@ def atomic_file(path: str, mode: str, **open_options):
             temporary = None
             _fsync_directory(directory)
         finally:
-            if temporary is not None and os.path.exists(temporary):
+            if temporary is not None and os.path.lexists(temporary):
                 os.unlink(temporary)
             if held is not None:
                 os.close(held)
+
+
+def _create_new(name: str) -> int:
+    """Create the file ``name`` for writing, only if it does not exist (FileExistsError)."""
+    return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                   0o600)
 
 
 def _unencodable(error: UnicodeEncodeError, path: str) -> OSError:
@@ -496,6 +510,7 @@ class RunLock:
             os.path.dirname(checkpoint_path), f".{os.path.basename(checkpoint_path)}.lock")
         self.note = note or (lambda message: None)
         self.descriptor: int | None = None
+        self._opened: int | None = None   # the descriptor of an attempt under way
 
     def acquire(self) -> None:
         """Take the lock, or raise RunFilesError naming the process that holds it."""
@@ -504,35 +519,65 @@ class RunLock:
         except ImportError:
             return
         for _ in range(100):
+            self._opened = None
             try:
-                descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
-                                     0o666)
-            except OSError as error:
-                raise RunFilesError(f"cannot create the lock file {self.shown}: "
-                                    f"{error.strerror or error}") from None
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                holder = _read_holder(descriptor)
-                os.close(descriptor)
-                raise RunFilesError(
-                    f"{self.checkpoint_path} is being trained by another charrnn "
-                    f"({holder or 'a process'}, lock {self.shown}); wait for it to finish, "
-                    f"or choose another --checkpoint") from None
-            # The holder before us may have removed the file between our open and our flock:
-            # then we hold a lock on a file nobody else will see. Try again on the new one.
-            if not _same_inode(self.path, descriptor):
-                os.close(descriptor)
-                continue
-            previous = _read_holder(descriptor)
-            if previous:
-                self.note(f"note: took over the lock {self.shown} left by {previous}, "
-                          f"which is no longer running")
-            os.ftruncate(descriptor, 0)
-            os.pwrite(descriptor, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
-            self.descriptor = descriptor
-            return
+                descriptor = self._take(fcntl)
+            except (KeyboardInterrupt, SystemExit):
+                self._abandon(fcntl)
+                raise
+            if descriptor is not None:
+                self.descriptor = descriptor
+                return
         raise RunFilesError(f"cannot take the lock {self.shown}: it keeps changing")
+
+    def _take(self, fcntl) -> int | None:
+        """One attempt: the locked descriptor, or None if the file changed under us."""
+        try:
+            self._opened = descriptor = os.open(
+                self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except OSError as error:
+            raise RunFilesError(f"cannot create the lock file {self.shown}: "
+                                f"{error.strerror or error}") from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _read_holder(descriptor)
+            os.close(descriptor)
+            raise RunFilesError(
+                f"{self.checkpoint_path} is being trained by another charrnn "
+                f"({holder or 'a process'}, lock {self.shown}); wait for it to finish, "
+                f"or choose another --checkpoint") from None
+        # The holder before us may have removed the file between our open and our flock:
+        # then we hold a lock on a file nobody else will see. Try again on the new one.
+        if not _same_inode(self.path, descriptor):
+            os.close(descriptor)
+            return None
+        previous = _read_holder(descriptor)
+        if previous:
+            self.note(f"note: took over the lock {self.shown} left by {previous}, "
+                      f"which is no longer running")
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        return descriptor
+
+    def _abandon(self, fcntl) -> None:
+        """After a signal interrupted _take: remove the lock file if it is empty or ours, and
+        only while holding it (see release), so that no other run's lock is ever removed."""
+        descriptor, self._opened = self._opened, None
+        if descriptor is None:   # interrupted before os.open's result was stored
+            try:
+                descriptor = os.open(self.path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
+                return
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            words = os.pread(descriptor, 200, 0).split()
+            if _same_inode(self.path, descriptor) and words[:1] in ([], [str(os.getpid()).encode()]):
+                os.unlink(self.path)
+        except OSError:
+            pass
+        finally:
+            os.close(descriptor)
 
     def release(self) -> None:
         """Remove the lock file and let go of the lock (a no-op if not held)."""
@@ -663,8 +708,9 @@ def preflight(checkpoint_path: str) -> None:
         probed.add(folder)
 
 
-def _make_folder(checkpoint_path: str) -> list[str]:
-    """Create the checkpoint's folder if needed; returns the folders created, deepest first."""
+def _make_folder(checkpoint_path: str, created: list[str]) -> None:
+    """Create the checkpoint's folder if needed, listing in ``created`` the folders it makes,
+    deepest first (before making them: a signal on the way must not hide one)."""
     try:
         folder = os.path.dirname(os.path.realpath(checkpoint_path))
     except OSError as error:   # e.g. the current folder was deleted
@@ -678,12 +724,12 @@ def _make_folder(checkpoint_path: str) -> list[str]:
     if parent and not os.path.isdir(parent):
         raise RunFilesError(f"cannot write checkpoints in {folder}: {parent} is a file, "
                             f"not a folder")
+    created.extend(missing)
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as error:
         raise RunFilesError(f"cannot write checkpoints in {folder}: "
                             f"{error.strerror or error}") from None
-    return missing
 
 
 @contextmanager
@@ -697,17 +743,21 @@ def claimed_run(checkpoint_path: str, text_file: str, resume: bool, force: bool,
     """
     check_current_folder(checkpoint_path, text_file)
     check_start(checkpoint_path, text_file, resume, force)
-    created = _make_folder(checkpoint_path)
-    try:
-        with signals_exit(), RunLock(checkpoint_path, note):
-            check_start(checkpoint_path, text_file, resume, force)
-            yield
-    finally:
-        for folder in created:
-            try:
-                os.rmdir(folder)
-            except OSError:
-                pass
+    created: list[str] = []
+    # SIGTERM and SIGHUP, until training takes them over, end the command through the
+    # finally blocks below, whenever they come: nothing of the claim is left behind.
+    with signals_exit():
+        try:
+            _make_folder(checkpoint_path, created)
+            with RunLock(checkpoint_path, note):
+                check_start(checkpoint_path, text_file, resume, force)
+                yield
+        finally:
+            for folder in created:
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    pass
 
 
 def prepare_run(checkpoint_path: str, replacing: bool, note=None) -> None:
