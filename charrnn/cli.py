@@ -590,7 +590,7 @@ def export(checkpoint_arg, checkpoint_path, best, output, fmt):
     path, checkpoint = open_checkpoint(one_checkpoint(checkpoint_arg, checkpoint_path), best)
     output = output or default_output(path, fmt)
     try:
-        check_export_output(output, path)
+        check_export_output(output, path, fmt)
         size = export_model(checkpoint.network(), checkpoint.params, checkpoint.vocab.chars,
                             output, fmt)
     except ExportError as error:

@@ -225,14 +225,13 @@ def default_output(checkpoint_path: str, fmt: str) -> str:
     return stem + FORMATS[fmt]
 
 
-def check_export_output(output: str, checkpoint_path: str) -> None:
+def check_export_output(output: str, checkpoint_path: str, fmt: str = "safetensors") -> None:
     """Refuse an output that would overwrite anything but an export charrnn wrote
     (ExportError): the checkpoint, its best twin or history, any .npz, a folder or special
     file, any other existing file; and a folder that does not exist."""
     try:
         check_current_folder(output, checkpoint_path)
-        refuse_folder(output, "-o", os.path.basename(
-            default_output(checkpoint_path, format_for(None, None))))
+        refuse_folder(output, "-o", os.path.basename(default_output(checkpoint_path, fmt)))
     except RunFilesError as error:
         raise ExportError(str(error)) from None
     target = checkpoint_target(checkpoint_path)

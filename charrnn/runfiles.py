@@ -355,7 +355,7 @@ def atomic_file(path: str, mode: str, **open_options):
     error, flush it to disk and rename it over ``path`` (os.replace, atomic within a folder).
 
     A symlink at ``path`` is followed: its target is replaced and the link stays. The file
-    gets the mode a plain open() would give (not mkstemp's 0600). If the block or the write
+    gets the mode a plain open() would give (not the temporary's 0600). If the block or the write
     fails, or SIGINT, SIGTERM or SIGHUP arrives (see signals_exit), the temporary is removed
     and ``path`` is untouched; the OSError (or KeyboardInterrupt, SystemExit) propagates. A
     ``path`` that names a folder (see names_folder) is an IsADirectoryError, before anything
