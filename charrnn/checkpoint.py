@@ -25,13 +25,13 @@ format-2 model it is (a one-layer rnn without dropout).
 from __future__ import annotations
 
 import json
-import math
 import os
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import TrainConfig
+from .config import MAX_ITERS, TrainConfig, shown_number
 from .data import Vocabulary
 from .model import Network, ParamSet
 from .model.network import FORMAT1_PARAM_NAMES, FORMAT1_STATE_NAMES
@@ -44,9 +44,19 @@ FORMAT1_MEMORY_PREFIX = "m"
 # Optimiser slots that hold sums or means of squares, which cannot be negative.
 SQUARE_SLOTS = ("adagrad", "adam.v")
 META_KEYS = ("format_version", "vocab", "config", "state", "history")
-# The non-negative numbers a state must hold, with their types.
-REQUIRED_STATE = {"iteration": int, "position": int, "chars_seen": int,
-                  "smooth_loss": float, "elapsed_seconds": float}
+# The numbers a state holds: (type, largest value, required); none may be negative. The
+# bounds are far beyond any real run and keep every number usable: counts exact in a float64
+# (the history holds them as floats), losses finite, times under 30,000 years.
+MAX_COUNT = 2**53
+STATE_NUMBERS = {"iteration": (int, MAX_ITERS, True), "position": (int, MAX_COUNT, True),
+                 "chars_seen": (int, MAX_COUNT, True), "smooth_loss": (float, sys.float_info.max, True),
+                 "elapsed_seconds": (float, 10**12, True),
+                 "best_val_loss": (float, sys.float_info.max, False),
+                 "last_val_loss": (float, sys.float_info.max, False),
+                 "blas_threads": (int, 4096, False)}
+# The state of the PCG64 generator (numpy's default_rng), field by field: (type, limit).
+RNG_STATE = {"state": (int, 2**128), "inc": (int, 2**128)}
+RNG_FIELDS = {"has_uint32": (int, 2), "uinteger": (int, 2**32)}
 
 
 class CheckpointError(Exception):
@@ -161,7 +171,11 @@ def _read_arrays(path: str) -> dict[str, np.ndarray]:
 def _json_dict(array: np.ndarray, name: str) -> dict:
     if array.shape != () or array.dtype.kind != "U":
         raise ValueError(f"{name} should be a JSON string")
-    value = json.loads(str(array))
+    try:
+        value = json.loads(str(array))
+    except ValueError as error:   # not JSON, or an integer too long for Python to read
+        reason = ("an integer too long to read" if "digits" in str(error) else "invalid JSON")
+        raise ValueError(f"{name} holds {reason}") from None
     if not isinstance(value, dict):
         raise ValueError(f"{name} should be a JSON object")
     return value
@@ -187,32 +201,19 @@ def _checkpoint_from_arrays(arrays: dict[str, np.ndarray]) -> Checkpoint:
 
     config = TrainConfig.from_dict(_json_dict(arrays["config"], "config"))
     state = _json_dict(arrays["state"], "state")
-    for name, kind in REQUIRED_STATE.items():
-        value = state.get(name)
-        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
-            raise ValueError(f"state.{name} should be a {kind.__name__}")
-        if not value >= 0:
-            raise ValueError(f"state.{name} should not be negative")
-    for name in ("best_val_loss", "last_val_loss"):
-        value = state.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not math.isfinite(value)):
-            raise ValueError(f"state.{name} should be a finite number or null")
-    if not isinstance(state.get("text_sha256", ""), str):
-        raise ValueError("state.text_sha256 should be a string")
-    threads = state.get("blas_threads")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                or threads < 1):
-        raise ValueError("state.blas_threads should be a positive integer or null")
-    if "rng_state" in state:
-        try:
-            np.random.default_rng().bit_generator.state = state["rng_state"]
-        except (TypeError, ValueError, KeyError):
-            raise ValueError("state.rng_state is not a random generator state") from None
-
+    check_state(state)
     history = arrays["history"]
     if history.ndim != 2 or history.shape[1] != len(HISTORY_COLUMNS) or history.dtype.kind != "f":
         raise ValueError(f"history should be an (n, {len(HISTORY_COLUMNS)}) float array")
+    for column, name in enumerate(HISTORY_COLUMNS):
+        values = history[:, column]
+        # Only the validation loss may be missing (NaN: there was no held-out text).
+        bad = ~np.isfinite(values)
+        if name == "val_loss":
+            bad &= ~np.isnan(values)
+        if bad.any():
+            raise ValueError(f"history column {name} holds {values[bad][0]}, not a finite "
+                             f"number")
 
     network = Network(config.model_spec(len(vocab)), config.dtype)
     if int(version) == 1:
@@ -250,6 +251,49 @@ def _checkpoint_from_arrays(arrays: dict[str, np.ndarray]) -> Checkpoint:
         optimizer_state={slot: network.params_from_arrays(loaded[slot + "."]) for slot in slots},
         carry={name: value.copy() for name, value in loaded[CARRY_PREFIX].items()},
         state=state, history=history.astype(np.float64))
+
+
+def check_state(state: dict) -> None:
+    """Raise ValueError naming the first field of a checkpoint's state that is missing, of the
+    wrong type or out of its bounds (STATE_NUMBERS), before any of it is used."""
+    for name, (kind, most, required) in STATE_NUMBERS.items():
+        value = state.get(name)
+        if value is None and not required:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+            raise ValueError(f"state.{name} should be a{'' if required else ' null or a'} "
+                             f"{'whole number' if kind is int else 'number'}, not {value!r:.40}")
+        least = 1 if name == "blas_threads" else 0
+        if not least <= value <= most:   # (exact for huge integers, and false for NaN)
+            bounds = (f"a finite number of at least {least}" if most == sys.float_info.max
+                      else f"a number from {least} to {most:,}")
+            raise ValueError(f"state.{name} should be {bounds}, not {shown_number(value)}")
+    if not isinstance(state.get("text_sha256", ""), str):
+        raise ValueError("state.text_sha256 should be a string")
+    if "rng_state" in state:
+        _check_rng_state(state["rng_state"])
+
+
+def _check_rng_state(rng_state) -> None:
+    """Raise ValueError unless ``rng_state`` is a PCG64 generator's state with every number in
+    its range (numpy would raise OverflowError, or take the numbers modulo 2**64)."""
+    def fields(values, limits: dict, where: str) -> None:
+        if not isinstance(values, dict):
+            raise ValueError(f"{where} is not a random generator state")
+        for name, (kind, limit) in limits.items():
+            value = values.get(name)
+            if isinstance(value, bool) or not isinstance(value, kind) or not 0 <= value < limit:
+                raise ValueError(f"{where}.{name} should be a whole number from 0 to "
+                                 f"{limit - 1}, not {shown_number(value)}")
+
+    fields(rng_state, RNG_FIELDS, "state.rng_state")
+    if rng_state.get("bit_generator") != "PCG64":
+        raise ValueError("state.rng_state.bit_generator should be PCG64")
+    fields(rng_state.get("state"), RNG_STATE, "state.rng_state.state")
+    try:
+        np.random.default_rng().bit_generator.state = rng_state
+    except (TypeError, ValueError, KeyError, OverflowError):
+        raise ValueError("state.rng_state is not a random generator state") from None
 
 
 def _describe(config: TrainConfig) -> str:

@@ -18,7 +18,7 @@ from .config import (DEFAULT_LEARNING_RATES, DEFAULT_OPTIMIZERS, MAX_ITERS, Trai
                      describe_model, resumed_config)
 from .data import (CorpusError, UndecodableTextError, UnknownCharactersError, encode_text,
                    eval_stream_count, read_corpus)
-from .evaluate import chars_scored, score_text
+from .evaluate import chars_scored, perplexity_text, score_text
 from .export import (JSON_WARNING_BYTES, ExportError, check_export_output, default_output,
                      export_model, format_for)
 from .model import CELLS
@@ -27,7 +27,8 @@ from .sample import generate
 from .threads import set_blas_threads, threads_for, training_threads
 from .plot import PlotUnavailable, plot_history
 from .runfiles import (RunFilesError, best_path, check_page_output, check_plot_output,
-                       claimed_run, history_path, prepare_run, training_checkpoint, viz_path)
+                       claimed_run, history_path, plot_path, prepare_run, training_checkpoint,
+                       viz_path)
 from .train import Trainer, TrainingError, fit_to_text, run_training
 from .viz import PageSource, render_page, write_page
 
@@ -623,7 +624,8 @@ def evaluate(text_file, checkpoint_arg, checkpoint_path, best, skip_unknown, qui
         fail(f"{text_file} is too short to score (it needs at least 2 known characters)")
     skipped = f", {corpus.skipped:,} unknown skipped" if corpus.skipped else ""
     emit(f"{result.nats_per_char:.4f} nats/char  {result.bits_per_char:.4f} bits/char  "
-         f"perplexity {result.perplexity:.3f}  ({result.count:,} characters scored{skipped})")
+         f"perplexity {perplexity_text(result.nats_per_char)}  ({result.count:,} characters "
+         f"scored{skipped})")
 
 
 @cli.command()
@@ -637,7 +639,7 @@ def plot(checkpoint_arg, checkpoint_path, output, quiet):
     path, checkpoint = open_checkpoint(one_checkpoint(checkpoint_arg, checkpoint_path))
     if len(checkpoint.history) == 0:
         fail(f"{path} has no evaluations yet: train it past --eval-every iterations first")
-    output = output or os.path.splitext(path)[0] + ".png"
+    output = output or plot_path(path)
     try:
         check_plot_output(output, path)
         plot_history(checkpoint.history, output, title=os.path.basename(path))
@@ -668,7 +670,7 @@ def export(checkpoint_arg, checkpoint_path, best, output, fmt, quiet):
     path, checkpoint = open_checkpoint(one_checkpoint(checkpoint_arg, checkpoint_path), best)
     output = output or default_output(path, fmt)
     try:
-        check_export_output(output, path)
+        check_export_output(output, path, fmt)
         size = export_model(checkpoint.network(), checkpoint.params, checkpoint.vocab.chars,
                             output, fmt)
     except ExportError as error:
@@ -721,6 +723,7 @@ def viz(text_file, checkpoint_arg, checkpoint_path, best, inline_text, output, m
         check_page_output(output, path, text_file)
     except RunFilesError as error:
         fail(str(error))
+    check_stdout_shows(output)   # the page's name is printed: before the page is written
     corpus = read_known_text(checkpoint, text_file, skip_unknown, inline_text)
     name = text_file if text_file is not None else "the text given with --text"
     total = len(corpus.indices)

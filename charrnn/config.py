@@ -3,15 +3,26 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from .model import CELLS, ModelSpec
+from .model.network import MAX_HIDDEN_SIZE, MAX_LAYERS
 from .optim import OPTIMIZERS
 
 DTYPES = ("float32", "float64")
 # No run gets near this (a year at 30 microseconds an iteration); beyond it counts are typos,
 # and past about 10**308 they no longer fit in a float (the learning-rate schedule's maths).
 MAX_ITERS = 10**12
+MAX_WINDOW = 10**9        # T and B: a window needs T * B characters of text, and memory
+MAX_SEED = 2**64 - 1      # seeds are 64-bit numbers, as in most libraries
+# The upper bound of every whole-number setting (the lower bounds are in validate()), so that
+# an absurd value from the command line or a hand-edited checkpoint is refused in one line
+# before anything is allocated, and never reaches NumPy as an integer it cannot hold.
+INT_LIMITS = {"num_layers": MAX_LAYERS, "hidden_size": MAX_HIDDEN_SIZE,
+              "seq_length": MAX_WINDOW, "batch_size": MAX_WINDOW, "max_iters": MAX_ITERS,
+              "eval_every": MAX_ITERS, "checkpoint_every": MAX_ITERS,
+              "sample_every": MAX_ITERS, "random_seed": MAX_SEED}
 
 # Checkpoints written before a setting existed were trained as if it had these values.
 SETTINGS_BEFORE_THEY_EXISTED = {"warmup_fraction": 0.0, "decay_fraction": 0.0,
@@ -95,25 +106,33 @@ class TrainConfig:
                 raise ValueError(f"setting {name} should be {kind.__name__}, not {value!r}")
             checked[name] = value
         config = cls(**checked)
-        config.validate()
+        try:
+            config.validate()
+        except ValueError as error:   # its messages begin with the setting's name
+            raise ValueError(f"config.{error}") from None
         return config
 
     def validate(self) -> None:
         """Raise ValueError if a value is out of its range."""
-        if self.max_iters > MAX_ITERS:
-            raise ValueError(f"max_iters must be at most {MAX_ITERS:,}, not {self.max_iters}")
+        for name, most in INT_LIMITS.items():
+            if getattr(self, name) > most:
+                raise ValueError(f"{name} must be at most {most:,}, not "
+                                 f"{shown_number(getattr(self, name))}")
         for name in ("hidden_size", "seq_length", "batch_size", "max_iters",
                      "eval_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.random_seed < 0:
+            raise ValueError(f"random_seed must be 0 or more, not {self.random_seed}")
         if self.sample_every < 0:
             raise ValueError(f"sample_every must be 0 or more, not {self.sample_every}")
         for name in ("warmup_fraction", "decay_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], not {getattr(self, name)}")
         for name in ("learning_rate", "clip", "init_scale"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be greater than 0, not {getattr(self, name)}")
+            if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name))):
+                raise ValueError(f"{name} must be a finite number greater than 0, not "
+                                 f"{getattr(self, name)}")
         if self.num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, not {self.num_layers}")
         if not 0 <= self.dropout < 1:
@@ -127,6 +146,15 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in [0, 1), not {self.val_fraction}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+
+
+def shown_number(value) -> str:
+    """A number for a message: as it is, or ``a 401-digit number`` when it is too long to read."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return f"{value!r:.40}"
+    text = f"{value:,}" if isinstance(value, int) else str(value)
+    digits = len(str(abs(value))) if isinstance(value, int) else 0
+    return f"a {digits:,}-digit number" if digits > 24 else text
 
 
 def describe_model(config: TrainConfig) -> str:

@@ -38,7 +38,25 @@ class Score:
 
     @property
     def perplexity(self) -> float:
-        return math.exp(self.nats_per_char)
+        """``exp(nats_per_char)``; inf when that is too large for a float (above about 709
+        nats/char, which a model trained at a reckless learning rate can reach)."""
+        return perplexity(self.nats_per_char)
+
+
+def perplexity(nats_per_char: float) -> float:
+    """``exp(nats_per_char)``, or inf when it is too large for a float."""
+    try:
+        return math.exp(nats_per_char)
+    except OverflowError:
+        return math.inf
+
+
+def perplexity_text(nats_per_char: float) -> str:
+    """The perplexity for people: ``5.123``, or ``e^1234.5678 (too large for a float)``."""
+    value = perplexity(nats_per_char)
+    if math.isinf(value) and math.isfinite(nats_per_char):
+        return f"e^{nats_per_char:.4f} (too large for a float)"
+    return f"{value:.3f}"
 
 
 def chars_scored(num_chars: int) -> int:

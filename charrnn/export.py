@@ -43,8 +43,8 @@ from .model import Network, ParamSet
 from .model.torch_names import describe, from_torch_state_dict, network_from_description, \
     to_torch_state_dict
 from .runfiles import (RunFilesError, atomic_file, best_path, check_current_folder,
-                       checkpoint_target, history_path, is_charrnn_checkpoint,
-                       not_a_regular_file, same_file)
+                       checkpoint_target, history_path, is_charrnn_checkpoint, names_folder,
+                       not_a_regular_file, refuse_folder, same_file)
 
 FORMATS = {"safetensors": ".safetensors", "json": ".json"}
 MARKER = "charrnn-export"
@@ -207,7 +207,7 @@ def format_for(output: str | None, requested: str | None) -> str:
         raise ExportError(f"--format {requested}: unknown format; choose "
                           f"{' or '.join(FORMATS)}")
     named = None
-    if output is not None:
+    if output is not None and not names_folder(output):   # (a folder is refused later)
         extension = os.path.splitext(output)[1].lower()
         named = next((name for name, ext in FORMATS.items() if ext == extension), None)
     if requested is not None and named is not None and requested != named:
@@ -225,12 +225,13 @@ def default_output(checkpoint_path: str, fmt: str) -> str:
     return stem + FORMATS[fmt]
 
 
-def check_export_output(output: str, checkpoint_path: str) -> None:
+def check_export_output(output: str, checkpoint_path: str, fmt: str = "safetensors") -> None:
     """Refuse an output that would overwrite anything but an export charrnn wrote
     (ExportError): the checkpoint, its best twin or history, any .npz, a folder or special
     file, any other existing file; and a folder that does not exist."""
     try:
         check_current_folder(output, checkpoint_path)
+        refuse_folder(output, "-o", os.path.basename(default_output(checkpoint_path, fmt)))
     except RunFilesError as error:
         raise ExportError(str(error)) from None
     target = checkpoint_target(checkpoint_path)

@@ -11,13 +11,21 @@ Problems are raised as RunFilesError, with a one-line message for the user.
 """
 from __future__ import annotations
 
+import errno
 import os
+import secrets
 import signal
 import socket
 import stat
 import tempfile
+import time
 import zipfile
 from contextlib import contextmanager
+
+try:
+    import fcntl
+except ImportError:   # not POSIX: no flock (training runs unlocked, see RunLock)
+    fcntl = None
 
 HISTORY_COLUMNS = ("iteration", "chars_seen", "train_loss", "val_loss", "elapsed_seconds")
 CHECKPOINT_KEYS = ("format_version", "vocab", "config", "state")   # what makes an .npz ours
@@ -92,6 +100,25 @@ def default_checkpoint_for(text_file: str, folder: str) -> str:
     return os.path.join(folder, stem + ".npz")
 
 
+def names_folder(path: str) -> bool:
+    """True if ``path`` names a folder: an existing one (through symlinks too), or any name
+    ending in a path separator (``newdir/``) or in ``.`` or ``..``, which can only be one."""
+    separators = (os.sep, os.altsep) if os.altsep else (os.sep,)
+    return (path.endswith(separators) or os.path.basename(path) in (".", "..")
+            or os.path.isdir(path))
+
+
+def refuse_folder(output: str, option: str, default_name: str) -> None:
+    """The rule of every command that writes a file (train's checkpoint, plot, export, viz):
+    an output that names a folder (see names_folder) is refused, before anything is written,
+    with the name the file would get there as an example. RunFilesError."""
+    if not names_folder(output):
+        return
+    why = "is a directory" if os.path.isdir(output) else "names a directory"
+    example = os.path.join(output, default_name)
+    raise RunFilesError(f"{option} {output} {why}; name a file, e.g. {example}")
+
+
 def check_training_name(checkpoint_path: str) -> None:
     """Refuse checkpoint names a training run cannot use (RunFilesError)."""
     if not checkpoint_path.endswith(".npz"):
@@ -111,6 +138,8 @@ def training_checkpoint(checkpoint_path: str, text_file: str) -> str:
     """The file a training run at ``checkpoint_path`` writes: checks the name
     (check_training_name) and, if it is a symbolic link, its target's name too, and returns
     the target (see checkpoint_target). Raises RunFilesError."""
+    refuse_folder(checkpoint_path, "--checkpoint",
+                  os.path.basename(default_checkpoint_for(text_file, ".")))
     check_training_name(checkpoint_path)
     target = checkpoint_target(checkpoint_path)
     if target == checkpoint_path:
@@ -189,6 +218,11 @@ def viz_path(checkpoint_path: str) -> str:
     return os.path.splitext(checkpoint_path)[0] + VIZ_SUFFIX
 
 
+def plot_path(checkpoint_path: str) -> str:
+    """``run.npz`` -> ``run.png``: the default name of the PNG `charrnn plot` writes."""
+    return os.path.splitext(checkpoint_path)[0] + ".png"
+
+
 def is_charrnn_checkpoint(path: str) -> bool:
     """True if ``path`` is a regular file and an .npz holding a checkpoint's keys (the arrays
     themselves are not read: see checkpoint.load_checkpoint for that)."""
@@ -234,6 +268,7 @@ def check_plot_output(output: str, checkpoint_path: str) -> None:
     The rule: a new file, or an existing regular file that starts with the PNG signature
     (a plot made before). Never the checkpoint, a text, a history CSV or a folder.
     """
+    refuse_folder(output, "-o", os.path.basename(plot_path(checkpoint_path)))
     _check_replaceable(output, checkpoint_path, None, "a .png file", is_png,
                        "is not a PNG image; charrnn replaces only PNG files")
 
@@ -245,6 +280,7 @@ def check_page_output(output: str, checkpoint_path: str, text_file: str | None =
     The rule: a new file, or an existing regular file that starts with VIZ_PAGE_SIGNATURE.
     Never the checkpoint (or any .npz), the text, a history CSV, another HTML file or a folder.
     """
+    refuse_folder(output, "-o", os.path.basename(viz_path(checkpoint_path)))
     _check_replaceable(output, checkpoint_path, text_file, "an .html file", is_viz_page,
                        "is not a page charrnn viz wrote; charrnn replaces only its own pages")
 
@@ -271,6 +307,37 @@ def _check_replaceable(output: str, checkpoint_path: str, text_file: str | None,
                             f"remove it first")
 
 
+# --------------------------------------------------------------------------- signals
+
+# Signals whose default action kills the process on the spot, leaving behind whatever it was
+# writing: while a command holds files (the run's lock, a temporary), they exit through Python.
+ENDING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                       if hasattr(signal, name))
+
+
+@contextmanager
+def signals_exit():
+    """For the duration of the block, SIGTERM and SIGHUP raise SystemExit(128 + signal)
+    instead of killing the process outright, so that ``finally`` blocks run: temporaries are
+    removed, the lock released. A signal that already has a handler (training's, which saves
+    first) or is ignored (``nohup``) is left as it is. SIGINT needs nothing: Python raises
+    KeyboardInterrupt for it already."""
+    def leave(number, frame):
+        raise SystemExit(128 + number)
+    previous = {}
+    try:
+        for number in ENDING_SIGNALS:
+            if signal.getsignal(number) is signal.SIG_DFL:
+                previous[number] = signal.signal(number, leave)
+    except ValueError:   # not the main thread: signals cannot be handled here
+        pass
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 # --------------------------------------------------------------------------- atomic writes
 
 def _new_file_mode(path: str) -> int:
@@ -294,35 +361,90 @@ def atomic_file(path: str, mode: str, **open_options):
     error, flush it to disk and rename it over ``path`` (os.replace, atomic within a folder).
 
     A symlink at ``path`` is followed: its target is replaced and the link stays. The file
-    gets the mode a plain open() would give (not mkstemp's 0600). If the block or the write
-    fails, the temporary is removed and ``path`` is untouched; the OSError propagates.
-    Temporaries are named ``.<name>.<random>.tmp`` (see remove_stale_temporaries).
+    gets the mode a plain open() would give (not the temporary's 0600). If the block or the write
+    fails, or SIGINT, SIGTERM or SIGHUP arrives (see signals_exit), the temporary is removed
+    and ``path`` is untouched; the OSError (or KeyboardInterrupt, SystemExit) propagates. A
+    ``path`` that names a folder (see names_folder) is an IsADirectoryError, before anything
+    is written. Temporaries are named ``.<name>.<random>.tmp`` and locked while in use, so that
+    those of a killed writer are told apart and removed here (see remove_stale_temporaries).
     """
-    path = os.path.realpath(os.fspath(path))
+    path = os.fspath(path)
+    if names_folder(path):   # (realpath would drop a trailing "/" and write a file there)
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    path = os.path.realpath(path)
     directory = os.path.dirname(path)
     permissions = _new_file_mode(path)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        if hasattr(os, "fchmod"):   # before the rename: the file is never seen as 0600
-            os.fchmod(descriptor, permissions)
-        with os.fdopen(descriptor, mode, **open_options) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-        temporary = None
-        _fsync_directory(directory)
-    finally:
-        if temporary is not None and os.path.exists(temporary):
-            os.unlink(temporary)
+    remove_stale_temporaries(path)
+    temporary = held = None
+    with signals_exit():
+        try:
+            while True:   # (mkstemp, but with the name known before the file exists, so that
+                # a signal arriving just after its creation still finds it to remove)
+                temporary = os.path.join(
+                    directory, f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
+                try:
+                    descriptor = _create_new(temporary)
+                    break
+                except FileExistsError:   # someone else's: not ours to remove
+                    temporary = None
+            held = _hold(descriptor)
+            if hasattr(os, "fchmod"):   # before the rename: the file is never seen as 0600
+                os.fchmod(descriptor, permissions)
+            with os.fdopen(descriptor, mode, **open_options) as f:
+                try:
+                    yield f
+                    f.flush()
+                except UnicodeEncodeError as error:   # the file's fault, not stdout's: say so
+                    raise _unencodable(error, path) from None
+                os.fsync(f.fileno())
+            os.replace(temporary, path)
+            temporary = None
+            _fsync_directory(directory)
+        finally:
+            if temporary is not None and os.path.lexists(temporary):
+                os.unlink(temporary)
+            if held is not None:
+                os.close(held)
 
 
-def remove_stale_temporaries(path) -> None:
-    """Delete temporary files that a killed save of ``path`` left behind.
+def _create_new(name: str) -> int:
+    """Create the file ``name`` for writing, only if it does not exist (FileExistsError)."""
+    return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                   0o600)
 
-    They are never mistaken for a checkpoint (their names end in .tmp), but they take space.
-    Call it only while holding the run's lock: another run's temporary may be in use.
+
+def _unencodable(error: UnicodeEncodeError, path: str) -> OSError:
+    """An OSError naming ``path`` for a character its encoding cannot hold, so that every
+    writer's "cannot write FILE: ..." names the file (a UnicodeEncodeError left alone would
+    be taken for stdout's, as print's are)."""
+    char = error.object[error.start:error.end][:1]
+    what = " (a lone surrogate)" if "\ud800" <= char <= "\udfff" else ""
+    return OSError(errno.EILSEQ, f"{error.encoding} cannot encode {char!r} "
+                                 f"(U+{ord(char):04X}){what}", path)
+
+
+def _hold(descriptor: int) -> int | None:
+    """Lock the temporary open as ``descriptor`` (flock, through a duplicate that stays open
+    until the rename), so that remove_stale_temporaries leaves it alone; the kernel drops the
+    lock when the process dies, however it dies. Returns the duplicate (None without fcntl)."""
+    if fcntl is None:
+        return None
+    held = os.dup(descriptor)
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)   # a new file: nobody else holds it
+    return held
+
+
+STALE_AFTER_SECONDS = 5.0   # a temporary unlocked and untouched this long is a dead writer's
+
+
+def remove_stale_temporaries(path, min_age: float = STALE_AFTER_SECONDS) -> None:
+    """Delete temporary files that a killed write of ``path`` left behind.
+
+    They are never mistaken for the file itself (their names end in .tmp), but they take
+    space. A temporary is stale when no process holds its lock (atomic_file locks each while
+    writing it) and it has not been touched for ``min_age`` seconds (the moment between its
+    creation and its lock; 0 is safe under the run's lock, where nobody else writes). Without
+    fcntl, only its age can tell: an hour.
     """
     path = os.path.realpath(os.fspath(path))
     directory = os.path.dirname(path)
@@ -333,10 +455,31 @@ def remove_stale_temporaries(path) -> None:
         return
     for name in names:
         if name.startswith(prefix) and name.endswith(".tmp"):
+            _remove_if_stale(os.path.join(directory, name),
+                             min_age if fcntl is not None else max(min_age, 3600.0))
+
+
+def _remove_if_stale(temporary: str, min_age: float) -> None:
+    try:
+        descriptor = os.open(temporary, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                             | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return
+        if fcntl is not None:
             try:
-                os.unlink(os.path.join(directory, name))
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                pass
+                return   # its writer is alive
+        if time.time() - os.fstat(descriptor).st_mtime < min_age:
+            return
+        os.unlink(temporary)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 def _fsync_directory(directory: str) -> None:
@@ -373,6 +516,7 @@ class RunLock:
             os.path.dirname(checkpoint_path), f".{os.path.basename(checkpoint_path)}.lock")
         self.note = note or (lambda message: None)
         self.descriptor: int | None = None
+        self._opened: int | None = None   # the descriptor of an attempt under way
 
     def acquire(self) -> None:
         """Take the lock, or raise RunFilesError naming the process that holds it."""
@@ -381,35 +525,65 @@ class RunLock:
         except ImportError:
             return
         for _ in range(100):
+            self._opened = None
             try:
-                descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
-                                     0o666)
-            except OSError as error:
-                raise RunFilesError(f"cannot create the lock file {self.shown}: "
-                                    f"{error.strerror or error}") from None
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                holder = _read_holder(descriptor)
-                os.close(descriptor)
-                raise RunFilesError(
-                    f"{self.checkpoint_path} is being trained by another charrnn "
-                    f"({holder or 'a process'}, lock {self.shown}); wait for it to finish, "
-                    f"or choose another --checkpoint") from None
-            # The holder before us may have removed the file between our open and our flock:
-            # then we hold a lock on a file nobody else will see. Try again on the new one.
-            if not _same_inode(self.path, descriptor):
-                os.close(descriptor)
-                continue
-            previous = _read_holder(descriptor)
-            if previous:
-                self.note(f"note: took over the lock {self.shown} left by {previous}, "
-                          f"which is no longer running")
-            os.ftruncate(descriptor, 0)
-            os.pwrite(descriptor, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
-            self.descriptor = descriptor
-            return
+                descriptor = self._take(fcntl)
+            except (KeyboardInterrupt, SystemExit):
+                self._abandon(fcntl)
+                raise
+            if descriptor is not None:
+                self.descriptor = descriptor
+                return
         raise RunFilesError(f"cannot take the lock {self.shown}: it keeps changing")
+
+    def _take(self, fcntl) -> int | None:
+        """One attempt: the locked descriptor, or None if the file changed under us."""
+        try:
+            self._opened = descriptor = os.open(
+                self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except OSError as error:
+            raise RunFilesError(f"cannot create the lock file {self.shown}: "
+                                f"{error.strerror or error}") from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _read_holder(descriptor)
+            os.close(descriptor)
+            raise RunFilesError(
+                f"{self.checkpoint_path} is being trained by another charrnn "
+                f"({holder or 'a process'}, lock {self.shown}); wait for it to finish, "
+                f"or choose another --checkpoint") from None
+        # The holder before us may have removed the file between our open and our flock:
+        # then we hold a lock on a file nobody else will see. Try again on the new one.
+        if not _same_inode(self.path, descriptor):
+            os.close(descriptor)
+            return None
+        previous = _read_holder(descriptor)
+        if previous:
+            self.note(f"note: took over the lock {self.shown} left by {previous}, "
+                      f"which is no longer running")
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        return descriptor
+
+    def _abandon(self, fcntl) -> None:
+        """After a signal interrupted _take: remove the lock file if it is empty or ours, and
+        only while holding it (see release), so that no other run's lock is ever removed."""
+        descriptor, self._opened = self._opened, None
+        if descriptor is None:   # interrupted before os.open's result was stored
+            try:
+                descriptor = os.open(self.path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
+                return
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            words = os.pread(descriptor, 200, 0).split()
+            if _same_inode(self.path, descriptor) and words[:1] in ([], [str(os.getpid()).encode()]):
+                os.unlink(self.path)
+        except OSError:
+            pass
+        finally:
+            os.close(descriptor)
 
     def release(self) -> None:
         """Remove the lock file and let go of the lock (a no-op if not held)."""
@@ -540,8 +714,9 @@ def preflight(checkpoint_path: str) -> None:
         probed.add(folder)
 
 
-def _make_folder(checkpoint_path: str) -> list[str]:
-    """Create the checkpoint's folder if needed; returns the folders created, deepest first."""
+def _make_folder(checkpoint_path: str, created: list[str]) -> None:
+    """Create the checkpoint's folder if needed, listing in ``created`` the folders it makes,
+    deepest first (before making them: a signal on the way must not hide one)."""
     try:
         folder = os.path.dirname(os.path.realpath(checkpoint_path))
     except OSError as error:   # e.g. the current folder was deleted
@@ -555,28 +730,12 @@ def _make_folder(checkpoint_path: str) -> list[str]:
     if parent and not os.path.isdir(parent):
         raise RunFilesError(f"cannot write checkpoints in {folder}: {parent} is a file, "
                             f"not a folder")
+    created.extend(missing)
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as error:
         raise RunFilesError(f"cannot write checkpoints in {folder}: "
                             f"{error.strerror or error}") from None
-    return missing
-
-
-def _exit_on_sigterm():
-    """Make SIGTERM raise SystemExit (status 143) instead of killing the process outright,
-    so that the lock is released even when it comes before training catches it. Returns
-    the previous handler, or None if it could not be changed (not the main thread)."""
-    def leave(number, frame):
-        raise SystemExit(128 + number)
-    try:
-        previous = signal.getsignal(signal.SIGTERM)
-        if previous is not signal.SIG_DFL:
-            return None
-        signal.signal(signal.SIGTERM, leave)
-        return previous
-    except ValueError:
-        return None
 
 
 @contextmanager
@@ -590,20 +749,21 @@ def claimed_run(checkpoint_path: str, text_file: str, resume: bool, force: bool,
     """
     check_current_folder(checkpoint_path, text_file)
     check_start(checkpoint_path, text_file, resume, force)
-    created = _make_folder(checkpoint_path)
-    previous_handler = _exit_on_sigterm()
-    try:
-        with RunLock(checkpoint_path, note):
-            check_start(checkpoint_path, text_file, resume, force)
-            yield
-    finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
-        for folder in created:
-            try:
-                os.rmdir(folder)
-            except OSError:
-                pass
+    created: list[str] = []
+    # SIGTERM and SIGHUP, until training takes them over, end the command through the
+    # finally blocks below, whenever they come: nothing of the claim is left behind.
+    with signals_exit():
+        try:
+            _make_folder(checkpoint_path, created)
+            with RunLock(checkpoint_path, note):
+                check_start(checkpoint_path, text_file, resume, force)
+                yield
+        finally:
+            for folder in created:
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    pass
 
 
 def prepare_run(checkpoint_path: str, replacing: bool, note=None) -> None:
@@ -614,7 +774,7 @@ def prepare_run(checkpoint_path: str, replacing: bool, note=None) -> None:
     note = note or (lambda message: None)
     preflight(checkpoint_path)
     for path, _ in run_files(checkpoint_path):
-        remove_stale_temporaries(path)
+        remove_stale_temporaries(path, min_age=0)   # under the lock: no other writer
     if not replacing:
         return
     for path in (best_path(checkpoint_path), history_path(checkpoint_path)):

@@ -26,6 +26,9 @@ from .sample import generate
 
 LOSS_SMOOTHING = 0.99          # smooth_loss = 0.99 * smooth_loss + 0.01 * loss, per iteration
 TRAINING_SAMPLE_LENGTH = 200   # characters shown by --sample-every
+# What a layer costs besides its arrays: the Python objects of its views, workspace and
+# cache (measured at about 15 kB a layer with 8 units; rounded up).
+LAYER_OVERHEAD_BYTES = 32_000
 
 
 class TrainingError(Exception):
@@ -182,12 +185,13 @@ class Trainer:
 def training_memory_bytes(network: Network, config: TrainConfig) -> int:
     """A lower estimate of the memory training allocates, in bytes: the parameters five or
     six times (weights, gradients, the optimiser's one or two slots and its two scratch
-    arrays) and the buffers of one window. Python integers throughout, so absurd sizes cannot
+    arrays), the buffers of one window, and each layer's Python objects. Python integers throughout, so absurd sizes cannot
     overflow."""
     params = sum(math.prod(shape) for shape in network.param_shapes.values())
     copies = 4 + len(OPTIMIZERS[config.optimizer].SLOTS)
     return (copies * params * network.dtype.itemsize
-            + network.workspace_bytes(config.seq_length, config.batch_size))
+            + network.workspace_bytes(config.seq_length, config.batch_size)
+            + LAYER_OVERHEAD_BYTES * config.num_layers)
 
 
 def physical_memory_bytes() -> int | None:
@@ -275,13 +279,19 @@ class Outcome:
     signal_number: int | None = None
 
 
-@contextmanager
-def deferred_signals(signal_numbers=(signal.SIGINT, signal.SIGTERM)):
-    """Record SIGINT/SIGTERM instead of dying, so the loop can stop at a safe point.
+STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM) + (
+    (signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
 
-    A signal that the process was started with ignored stays ignored: by the Unix convention
-    a job started in the background (``charrnn train ... &`` from a script, or ``nohup``)
-    ignores SIGINT, so that a Ctrl-C meant for the terminal's foreground does not stop it.
+
+@contextmanager
+def deferred_signals(signal_numbers=STOPPING_SIGNALS):
+    """Record SIGINT/SIGTERM/SIGHUP instead of dying, so the loop can stop at a safe point
+    (a closed terminal's SIGHUP saves the model like Ctrl-C).
+
+    A signal that the process was started with ignored stays ignored, by the Unix convention:
+    a job started in the background (``charrnn train ... &`` from a script) ignores SIGINT,
+    so that a Ctrl-C meant for the terminal's foreground does not stop it; ``nohup`` ignores
+    SIGHUP, so that closing the terminal does not.
     Yields a list that receives the numbers of the signals caught.
     """
     caught: list[int] = []
@@ -350,7 +360,7 @@ def run_training(trainer: Trainer, checkpoint_path: str, show_progress: bool = T
     """Train up to ``config.max_iters``, evaluating, sampling and saving along the way.
 
     Saves to ``checkpoint_path`` every ``checkpoint_every`` iterations, at the end, and when
-    SIGINT or SIGTERM arrives (after finishing the current iteration). Whenever the validation
+    SIGINT, SIGTERM or SIGHUP arrives (after finishing the current iteration). Whenever the validation
     loss improves, the model is also saved to ``best_path(checkpoint_path)``.
     ``log(message)`` receives messages for the user (defaults to stderr): the samples, and a
     note when the validation loss keeps rising (see overfitting_message).

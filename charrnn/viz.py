@@ -25,6 +25,7 @@ import numpy as np
 
 from .checkpoint import Checkpoint
 from .config import describe_model
+from .evaluate import perplexity_text
 from .inspection import FEATURES, Inspection, inspect_text, same_figure
 from .runfiles import VIZ_PAGE_SIGNATURE, atomic_file
 
@@ -134,7 +135,7 @@ def headline_html(inspection: Inspection, source: PageSource) -> str:
              f'{score.bits_per_char:.4f} bits/char</b> over '
              f'<span id="headline-count">{score.count:,}</span> characters scored{skipped} '
              f'(<span id="headline-nats">{score.nats_per_char:.4f} nats/char</span>, perplexity '
-             f'{score.perplexity:.3f}): the score <code>charrnn eval</code> gives '
+             f'{esc(perplexity_text(score.nats_per_char))}): the score <code>charrnn eval</code> gives '
              f'{"this text" if whole else "the text shown"}.</p>']
     if not whole:
         parts.append(f'<p class="note" id="cut-note">Only the first {shown:,} of the text\'s '

@@ -339,7 +339,7 @@ def test_an_unwritable_folder_is_one_line_and_leaves_nothing(model, monkeypatch)
     temporary raises EACCES."""
     def refuse(*args, **kwargs):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-    monkeypatch.setattr(charrnn.runfiles.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(charrnn.runfiles, "_create_new", refuse)
     before = snapshot(model)
     message = error_line(run("export", "m.npz", expect=1))
     assert message == "Error: cannot write m.safetensors: Permission denied"

@@ -31,6 +31,14 @@ from .params import ParamSet
 
 CELLS: dict[str, ModuleType] = {module.NAME: module for module in (rnn, lstm, gru)}
 MAX_WORKSPACES = 3
+# Upper bounds on a model's sizes, checked before anything is built. Each layer is Python
+# objects and buffers of its own, so a depth no one trains (100,000 layers of 8 units is
+# 1.4 M parameters, but minutes of set-up and gigabytes) is refused outright; the others are
+# far beyond any machine's memory (training checks that too), and keep absurd integers from
+# a hand-edited file away from NumPy.
+MAX_LAYERS = 100
+MAX_HIDDEN_SIZE = 1_000_000
+MAX_VOCAB_SIZE = 0x110000   # every Unicode code point
 
 
 @dataclass(frozen=True)
@@ -46,10 +54,13 @@ class ModelSpec:
         """Raise ValueError naming the first value out of range."""
         if self.cell not in CELLS:
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
-        for name in ("vocab_size", "hidden_size", "num_layers"):
+        for name, most in (("vocab_size", MAX_VOCAB_SIZE), ("hidden_size", MAX_HIDDEN_SIZE),
+                           ("num_layers", MAX_LAYERS)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
+            if value > most:
+                raise ValueError(f"{name} must be at most {most:,}, not {value:,}")
         if (isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float))
                 or not 0 <= self.dropout < 1):   # (NaN fails the comparison too)
             raise ValueError(f"dropout must be in [0, 1), not {self.dropout!r}")
