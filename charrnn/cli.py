@@ -666,10 +666,21 @@ def write_stream(start: str, characters) -> None:
 
 @cli.command()
 @checkpoint_choice("The checkpoint")
-def info(checkpoint_arg, checkpoint_path):
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
+def info(checkpoint_arg, checkpoint_path, as_json):
     """Describe a checkpoint: settings, vocabulary, progress and losses."""
     path, checkpoint = open_checkpoint(one_checkpoint(checkpoint_arg, checkpoint_path))
     state, config = checkpoint.state, checkpoint.config
+    if as_json:
+        emit(json.dumps({
+            "checkpoint": path, "iteration": state["iteration"], "chars_seen": state["chars_seen"],
+            "elapsed_seconds": state["elapsed_seconds"], "vocabulary": "".join(checkpoint.vocab.chars),
+            "model": describe_model(config), "parameters": int(checkpoint.params.flat.size),
+            "train_loss": state["smooth_loss"], "last_val_loss": state.get("last_val_loss"),
+            "best_val_loss": state.get("best_val_loss"), "loss_unit": "nats/char",
+            "history": history_path(runfiles.checkpoint_target(path)),
+            "evaluations": len(checkpoint.history), "settings": config.to_dict()}))
+        return
     lines = [f"checkpoint:        {path}",
              f"iteration:         {state['iteration']} of {config.max_iters}",
              f"characters seen:   {state['chars_seen']:,}",
@@ -719,7 +730,8 @@ def read_known_text(checkpoint, text_file: str | None, skip_unknown: bool,
 @click.option("--skip-unknown", is_flag=True,
               help="Leave out characters the model does not know (they are counted) instead of failing.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no notes, only errors.")
-def evaluate(text_file, checkpoint_arg, checkpoint_path, best, skip_unknown, quiet):
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
+def evaluate(text_file, checkpoint_arg, checkpoint_path, best, skip_unknown, quiet, as_json):
     """Score a model on TEXT_FILE: cross-entropy in nats and bits per character, perplexity.
 
     Every character but the first is scored, each predicted from all the text before it
@@ -727,8 +739,8 @@ def evaluate(text_file, checkpoint_arg, checkpoint_path, best, skip_unknown, qui
     """
     quiet_from_now(quiet)
     check_stdout_shows("")
-    _, checkpoint = open_checkpoint(one_checkpoint(checkpoint_arg, checkpoint_path), best,
-                                    mention_best=True)
+    path, checkpoint = open_checkpoint(one_checkpoint(checkpoint_arg, checkpoint_path), best,
+                                       mention_best=True)
     corpus = read_known_text(checkpoint, text_file, skip_unknown)
     streams = eval_stream_count(len(corpus.indices))
     set_blas_threads(threads_for(streams, checkpoint.config.hidden_size))
@@ -738,6 +750,12 @@ def evaluate(text_file, checkpoint_arg, checkpoint_path, best, skip_unknown, qui
                             on_progress=bar.update)
     if result.count == 0:
         fail(f"{text_file} is too short to score (it needs at least 2 known characters)")
+    if as_json:
+        emit(json.dumps({"text_file": text_file, "checkpoint": path, "nats_per_char":
+                         result.nats_per_char, "bits_per_char": result.bits_per_char,
+                         "perplexity": result.perplexity, "characters_scored": result.count,
+                         "unknown_skipped": corpus.skipped}))
+        return
     skipped = f", {corpus.skipped:,} unknown skipped" if corpus.skipped else ""
     emit(f"{result.nats_per_char:.4f} nats/char  {result.bits_per_char:.4f} bits/char  "
          f"perplexity {result.perplexity:.3f}  ({result.count:,} characters scored{skipped})")
@@ -801,8 +819,9 @@ VIZ_WARNING_BYTES = 20_000_000
 @cli.command()
 @click.argument("text_file", metavar="[TEXT_FILE]", required=False)
 @checkpoint_choice("Model to look inside", best=True)
-@click.option("--text", "inline_text", metavar="TEXT",
-              help="Show this text instead of a TEXT_FILE.")
+@click.option("--text", "--prompt", "inline_text", metavar="TEXT",
+              help="Show this text instead of a TEXT_FILE (--prompt: the same, the name "
+                   "sample uses).")
 @click.option("-o", "--output", metavar="FILE.html",
               help="Where to write the page. [default: beside the checkpoint, <stem>.viz.html]")
 @click.option("--max-chars", default=DEFAULT_VIZ_CHARS, show_default=True,
