@@ -227,6 +227,7 @@ def _generate(stream: Stream, vocab, seed_indices, length, rng, temperature, top
     by_with_noise = not greedy and not filtered
     noise = None
     block_rows = noise_block_rows(V)
+    guarded, stopping = guard is not None, bool(stop.stop)
     for i in range(length):
         logits = stream.logits_scaled()           # (Why h) / T
         row = i % block_rows
@@ -234,7 +235,7 @@ def _generate(stream: Stream, vocab, seed_indices, length, rng, temperature, top
             noise = gumbel_noise(rng, (block_rows, V)).astype(dtype, copy=False)
             if by_with_noise:
                 noise += by
-        banned = guard.banned() if guard is not None else None
+        banned = guard.banned() if guarded else None
         if by_with_noise:
             logits += noise[row]                  # y / T + g: its argmax is a softmax sample
             if banned:
@@ -249,9 +250,9 @@ def _generate(stream: Stream, vocab, seed_indices, length, rng, temperature, top
         c = int(logits.argmax())
         char = vocab.chars[c]
         yield char
-        if guard is not None:
+        if guarded:
             guard.push(char)
-        if stop.done_after(char):
+        if stopping and stop.done_after(char):
             return
         stream.feed(c)                            # feed the character back in
 
