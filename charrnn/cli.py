@@ -589,6 +589,10 @@ def read_prompt(seed: str | None, seed_file: str | None, encoding: str) -> tuple
         if seed_file is not None:
             return read_prompt_file(seed_file, encoding), seed_file
         if seed == "-":
+            if sys.stdin is None:
+                fail("--seed - reads the prompt from standard input, which is closed")
+            if sys.stdin.isatty():
+                say("reading the prompt from standard input; end it with Ctrl-D")
             return read_prompt_stream(sys.stdin.buffer, encoding), "the prompt on standard input"
     except PromptError as error:
         fail(str(error))
