@@ -78,6 +78,14 @@ def test_bad_seed_files_are_one_line(model, tmp_path, make, patterns):
                       *patterns)
 
 
+def test_seed_from_a_closed_stdin_is_one_line(model):
+    from test_bad_input_more import charrnn_process, process_error
+    done = charrnn_process("sample", model, "--seed", "-", "-n", 5, shell_redirect="<&-")
+    assert "standard input" in process_error(done) and done.stdout == b""
+    empty = invoke("sample", model, "--seed", "-", "-n", 5, "--random-seed", 1, input="")
+    assert empty.exit_code == 0 and len(empty.stdout) == 6    # an empty prompt: unprompted
+
+
 def test_numeric_seed_outside_the_vocabulary_points_to_random_seed(model):
     assert not {"4", "2"} & set(TEXT_CHARS)
     fails_in_one_line(invoke("sample", model, "--seed", "42"), 1, "'4'", "did you mean",
