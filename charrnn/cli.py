@@ -1,6 +1,8 @@
 """The ``charrnn`` command line: parse, call, print. Text on stdout; everything else on stderr."""
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import os
 import shlex
@@ -8,6 +10,7 @@ import sys
 import time
 
 import click
+from click.core import ParameterSource
 import numpy as np
 from tqdm import tqdm
 
@@ -21,9 +24,11 @@ from .data import (CorpusError, UndecodableTextError, UnknownCharactersError, en
 from .evaluate import chars_scored, perplexity_text, score_text
 from .export import (JSON_WARNING_BYTES, ExportError, check_export_output, default_output,
                      export_model, format_for)
+from .interactive import prompt_lines, run_session
 from .model import CELLS
 from .optim import OPTIMIZERS
-from .sample import generate
+from .prompts import PromptError, read_prompt_file, read_prompt_stream
+from .sample import Settings, continuation
 from .threads import set_blas_threads, threads_for, training_threads
 from .plot import PlotUnavailable, plot_history
 from .runfiles import (RunFilesError, best_path, check_page_output, check_plot_output,
@@ -368,6 +373,11 @@ def choose_threads(trainer: Trainer, requested: int | None) -> None:
     trainer.blas_threads = count
 
 
+def finite_or_none(value: float) -> float | None:
+    """A figure for JSON, which has no infinity or NaN: None (null) for those."""
+    return value if math.isfinite(value) else None
+
+
 def nats_and_bits(nats: float, digits: int) -> str:
     """``1.632 nats/char (2.354 bits)``: a loss per character in both units."""
     return f"{nats:.{digits}f} nats/char ({nats / math.log(2):.{digits}f} bits)"
@@ -445,50 +455,242 @@ def open_checkpoint(path: str | None, best: bool = False, mention_best: bool = F
     return path, checkpoint
 
 
+class Temperature(PositiveFloat):
+    """A temperature: a finite number greater than 0; 0 points to --greedy."""
+
+    def convert(self, value, param, ctx):
+        if click.FLOAT.convert(value, param, ctx) == 0:
+            self.fail("0 is not a temperature; for the most likely character every time, use "
+                      "--greedy.", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class TopP(click.ParamType):
+    """A probability mass in (0, 1] (NaN is refused)."""
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not 0 < number <= 1:
+            self.fail(f"{value!r} is not a number in (0, 1].", param, ctx)
+        return number
+
+
+class RepeatWords(click.ParamType):
+    """The loop guard's N words: 0 (off) or at least 2."""
+    name = "integer"
+
+    def convert(self, value, param, ctx):
+        number = click.INT.convert(value, param, ctx)
+        if number != 0 and number < 2:
+            self.fail(f"{value!r} is neither 0 (off) nor a run of 2 or more words.", param, ctx)
+        return number
+
+
+def nonempty_stops(ctx, param, values):
+    if any(value == "" for value in values):
+        raise click.BadParameter("an empty stop string would end every sample at once.",
+                                 ctx, param)
+    return tuple(values)
+
+
 @cli.command()
 @checkpoint_choice("Model to sample from", best=True)
-@click.option("--seed", default="", metavar="TEXT",
-              help="Text to prime the network with; printed before the generated text. [default: none]")
+@click.option("--seed", "--prompt", "seed", metavar="TEXT",
+              help="Text to start from (the prompt), printed before the generated text; '-' "
+                   "reads it from standard input. [default: none: start as after a line break]")
+@click.option("--seed-file", metavar="FILE", help="Read the prompt from FILE.")
 @click.option("-n", "--length", default=500, show_default=True, type=click.IntRange(min=0),
               metavar="N", help="Characters to generate after the seed.")
-@click.option("--temperature", default=1.0, show_default=True,
-              type=POSITIVE, metavar="T",
+@click.option("--temperature", default=1.0, show_default=True, type=Temperature(), metavar="T",
               help="Below 1: safer, more repetitive text; above 1: wilder text.")
 @click.option("--top-k", type=click.IntRange(min=1), metavar="K",
               help="Draw only among the K most likely characters.")
+@click.option("--top-p", type=TopP(), metavar="P",
+              help="Draw only among the fewest most likely characters whose probabilities add "
+                   "up to P (nucleus).")
+@click.option("--min-p", type=Fraction(), metavar="P",
+              help="Draw only among characters at least P times as likely as the likeliest.")
+@click.option("--no-repeat", default=0, show_default=True, type=RepeatWords(), metavar="N",
+              help="Loop guard: never repeat a run of N words already in the text (0: off).")
 @click.option("--greedy", is_flag=True, help="Always take the most likely character (no randomness).")
+@click.option("--beam", type=click.IntRange(min=1), metavar="K",
+              help="Beam search: the most likely text of N characters found with K hypotheses.")
+@click.option("--stop", multiple=True, metavar="TEXT", callback=nonempty_stops,
+              help="End a sample once it generates TEXT (which is printed); repeatable.")
+@click.option("--num-samples", default=1, show_default=True, type=click.IntRange(min=1),
+              metavar="N", help="Samples to generate, each from the seed; '---' lines between.")
 @click.option("--random-seed", type=click.IntRange(min=0), metavar="SEED",
-              help="Seed for the draws; the same seed gives the same text. [default: random]")
+              help="Seed for the draws; the same seed gives the same text. [default: random, "
+                   "printed on stderr]")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object per sample, a line each: prompt, text and settings.")
+@click.option("--interactive", "-i", is_flag=True,
+              help="Keep the model loaded and continue each line typed or piped, until the end "
+                   "of input; Ctrl-C stops the current continuation.")
 @click.option("--quiet", "-q", is_flag=True, help="No notes on stderr, only errors.")
-def sample(checkpoint_arg, checkpoint_path, best, seed, length, temperature, top_k, greedy,
-           random_seed, quiet):
+def sample(checkpoint_arg, checkpoint_path, best, seed, seed_file, length, temperature, top_k,
+           top_p, min_p, no_repeat, greedy, beam, stop, num_samples, random_seed, as_json,
+           interactive, quiet):
     """Generate text from a trained model and print it to stdout."""
     quiet_from_now(quiet)
+    check_sampling_options(beam, greedy, top_k, top_p, min_p, num_samples)
+    if seed is not None and seed_file is not None:
+        raise click.UsageError("give the prompt once: --seed TEXT or --seed-file FILE")
+    if interactive and (seed is not None or seed_file is not None):
+        raise click.UsageError("--interactive reads its prompts from standard input: drop "
+                               "--seed/--seed-file")
     checkpoint_path = one_checkpoint(checkpoint_arg, checkpoint_path)
-    check_stdout_shows(seed)
-    _, checkpoint = open_checkpoint(checkpoint_path, best, mention_best=True)
+    if seed not in (None, "-") and not as_json:
+        check_stdout_shows(seed)
+    path, checkpoint = open_checkpoint(checkpoint_path, best, mention_best=True)
     vocab = checkpoint.vocab
-    if top_k is not None and top_k > len(vocab):
-        fail(f"--top-k {top_k} is larger than the vocabulary ({len(vocab)} characters)")
-    # Every character the model may write must be printable, checked before the first one.
-    check_stdout_shows("".join(vocab.chars) + "\n")
+    for option, value in (("--top-k", top_k), ("--beam", beam)):
+        if value is not None and value > len(vocab):
+            fail(f"{option} {value} is larger than the vocabulary ({len(vocab)} characters)")
+    prompt, source = read_prompt(seed, seed_file, checkpoint.config.encoding)
+    problem = prompt_problem(vocab, prompt, source)
+    if problem:
+        fail(problem)
+    if not as_json:
+        # Every character the model may write must be printable, checked before the first one.
+        check_stdout_shows(prompt + "".join(vocab.chars) + "\n")
+    settings = Settings(temperature, top_k, top_p, min_p, greedy, beam, no_repeat, stop)
+    drawn = not greedy and beam is None
+    if drawn and random_seed is None:
+        random_seed = int.from_bytes(os.urandom(4), "little")
+        if length > 0 or interactive:
+            say(f"note: random seed {random_seed} (--random-seed {random_seed} gives the same "
+                f"text again)")
     rng = np.random.default_rng(random_seed)
+    record = {"checkpoint": path, "settings": {"length": length, **settings.to_dict(),
+                                               "num_samples": num_samples,
+                                               "random_seed": random_seed if drawn else None}}
+    network = checkpoint.network()
     set_blas_threads(1)   # one character at a time: products far too small to share
+
+    written = [0]   # samples written so far: a separator line goes before each later one
+
+    def samples_of(text: str, echo: bool) -> None:
+        """Write num_samples continuations of ``text`` (after ``text`` itself if ``echo``)."""
+        for i in range(num_samples):
+            try:
+                characters = continuation(network, checkpoint.params, vocab, text, length,
+                                          settings, rng)
+            except ValueError as error:   # a temperature too small for this model
+                fail(str(error))
+            if as_json:
+                generated = "".join(characters)
+                found = next((s for s in stop if generated.endswith(s)), None)
+                emit(json.dumps({**record, "sample": i + 1, "prompt": text, "text": generated,
+                                 "stopped_by": found}))
+                continue
+            if written[0]:
+                emit(SAMPLE_SEPARATOR)
+            written[0] += 1
+            write_stream(text if echo else "", characters)
+
+    if not interactive:
+        with stdout_guarded():
+            samples_of(prompt, echo=True)
+        return
+    run_interactive(vocab, samples_of, as_json)
+
+
+SAMPLE_SEPARATOR = "---"   # the line between two samples (--num-samples, --interactive)
+
+
+def check_sampling_options(beam, greedy, top_k, top_p, min_p, num_samples) -> None:
+    """Usage errors for options that contradict each other."""
+    context = click.get_current_context()
+    if beam is not None:
+        if greedy:
+            raise click.UsageError("--greedy is beam search with one hypothesis: give --greedy "
+                                   "or --beam K, not both")
+        given = [name for name, value in (("--top-k", top_k), ("--top-p", top_p),
+                                          ("--min-p", min_p)) if value is not None]
+        if context.get_parameter_source("temperature") != ParameterSource.DEFAULT:
+            given.insert(0, "--temperature")
+        if given:
+            raise click.UsageError(f"--beam finds the most likely text and draws nothing, so "
+                                   f"{', '.join(given)} would change nothing: drop it")
+    if num_samples > 1 and (greedy or beam is not None):
+        raise click.UsageError(f"--{'greedy' if greedy else 'beam'} gives the same text every "
+                               f"time: --num-samples {num_samples} would repeat it")
+
+
+def read_prompt(seed: str | None, seed_file: str | None, encoding: str) -> tuple[str, str]:
+    """The prompt and how to name it in messages: --seed TEXT, standard input (--seed -), or
+    the --seed-file."""
     try:
-        characters = generate(checkpoint.network(), checkpoint.params, vocab, seed, length, rng,
-                              temperature=temperature, top_k=top_k, greedy=greedy)
-    except UnknownCharactersError as error:
-        fail(f"--seed has {error}")
-    except ValueError as error:
+        if seed_file is not None:
+            return read_prompt_file(seed_file, encoding), seed_file
+        if seed == "-":
+            if sys.stdin is None:
+                fail("--seed - reads the prompt from standard input, which is closed")
+            if sys.stdin.isatty():
+                say("reading the prompt from standard input; end it with Ctrl-D")
+            return read_prompt_stream(sys.stdin.buffer, encoding), "the prompt on standard input"
+    except PromptError as error:
         fail(str(error))
+    return seed or "", "--seed"
+
+
+def prompt_problem(vocab, prompt: str, name: str) -> str | None:
+    """Why the model cannot start from ``prompt`` (characters it does not know), or None. A
+    number given as --seed was most likely meant as --random-seed: say so."""
     try:
-        write_stream(seed, characters)
+        vocab.encode(prompt)
+    except UnknownCharactersError as error:
+        hint = ""
+        if name == "--seed" and prompt.strip().isdigit():
+            hint = (f"; --seed is the prompt, the text to start from: did you mean "
+                    f"--random-seed {prompt.strip()}?")
+        return f"{name} has {error}{hint}"
+    return None
+
+
+@contextlib.contextmanager
+def stdout_guarded():
+    """Stdout errors while text streams out are one line; a reader that went away (e.g.
+    `charrnn sample | head`) ends the command quietly, as it would end cat."""
+    try:
+        yield
     except (OSError, UnicodeEncodeError) as error:
         if not isinstance(error, BrokenPipeError):
             raise stdout_error(error) from None
-        # The reader went away (e.g. `charrnn sample | head`): stop quietly, as cat would.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(EXIT_SIGNAL_BASE + 13)   # 13 is SIGPIPE
+
+
+def run_interactive(vocab, samples_of, as_json: bool) -> None:
+    """sample --interactive: each line of stdin is a prompt (checked like --seed) whose
+    continuation is written as soon as the line is read: after the prompt when the lines are
+    piped in (as --seed would), alone at a terminal (the prompt is on the screen already)."""
+    stdin = sys.stdin
+    at_terminal = stdin is not None and stdin.isatty()
+    quiet = click.get_current_context().meta.get("charrnn.quiet")
+    ask = (lambda text: click.echo(text, err=True, nl=False)) if at_terminal and not quiet else None
+    if ask is not None:
+        say("type a prompt and press Enter; Ctrl-C stops a continuation, Ctrl-D ends")
+
+    def respond(line: str) -> None:
+        problem = prompt_problem(vocab, line, "the prompt")
+        if problem:
+            raise ValueError(problem)
+        with stdout_guarded():
+            samples_of(line, echo=not at_terminal)
+
+    def stopped() -> None:
+        with stdout_guarded():
+            if not as_json:
+                emit("")
+        say("(stopped)")
+
+    with stdout_guarded():
+        run_session(prompt_lines(stdin, ask) if stdin is not None else iter(()), respond,
+                    report=lambda message: click.echo(f"Error: {message}", err=True),
+                    stopped=stopped)
 
 
 def write_stream(start: str, characters) -> None:
@@ -505,12 +707,23 @@ def write_stream(start: str, characters) -> None:
 
 @cli.command()
 @checkpoint_choice("The checkpoint", best=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
 @click.option("--quiet", "-q", is_flag=True, help="No notes on stderr, only errors.")
-def info(checkpoint_arg, checkpoint_path, best, quiet):
+def info(checkpoint_arg, checkpoint_path, best, as_json, quiet):
     """Describe a checkpoint: settings, vocabulary, progress and losses."""
     quiet_from_now(quiet)
     path, checkpoint = open_checkpoint(one_checkpoint(checkpoint_arg, checkpoint_path), best)
     state, config = checkpoint.state, checkpoint.config
+    if as_json:
+        emit(json.dumps({
+            "checkpoint": path, "iteration": state["iteration"], "chars_seen": state["chars_seen"],
+            "elapsed_seconds": state["elapsed_seconds"], "vocabulary": "".join(checkpoint.vocab.chars),
+            "model": describe_model(config), "parameters": int(checkpoint.params.flat.size),
+            "train_loss": state["smooth_loss"], "last_val_loss": state.get("last_val_loss"),
+            "best_val_loss": state.get("best_val_loss"), "loss_unit": "nats/char",
+            "history": history_path(runfiles.checkpoint_target(path)),
+            "evaluations": len(checkpoint.history), "settings": config.to_dict()}))
+        return
     lines = [f"checkpoint:        {path}",
              f"iteration:         {state['iteration']} of {config.max_iters}",
              f"characters seen:   {state['chars_seen']:,}",
@@ -603,7 +816,8 @@ def read_known_text(checkpoint, text_file: str | None, skip_unknown: bool,
 @click.option("--skip-unknown", is_flag=True,
               help="Leave out characters the model does not know (they are counted) instead of failing.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no notes, only errors.")
-def evaluate(text_file, checkpoint_arg, checkpoint_path, best, skip_unknown, quiet):
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
+def evaluate(text_file, checkpoint_arg, checkpoint_path, best, skip_unknown, quiet, as_json):
     """Score a model on TEXT_FILE: cross-entropy in nats and bits per character, perplexity.
 
     Every character but the first is scored, each predicted from all the text before it
@@ -611,8 +825,8 @@ def evaluate(text_file, checkpoint_arg, checkpoint_path, best, skip_unknown, qui
     """
     quiet_from_now(quiet)
     check_stdout_shows("")
-    _, checkpoint = open_checkpoint(one_checkpoint(checkpoint_arg, checkpoint_path), best,
-                                    mention_best=True)
+    path, checkpoint = open_checkpoint(one_checkpoint(checkpoint_arg, checkpoint_path), best,
+                                       mention_best=True)
     corpus = read_known_text(checkpoint, text_file, skip_unknown)
     streams = eval_stream_count(len(corpus.indices))
     set_blas_threads(threads_for(streams, checkpoint.config.hidden_size))
@@ -622,6 +836,12 @@ def evaluate(text_file, checkpoint_arg, checkpoint_path, best, skip_unknown, qui
                             on_progress=bar.update)
     if result.count == 0:
         fail(f"{text_file} is too short to score (it needs at least 2 known characters)")
+    if as_json:
+        emit(json.dumps({"text_file": text_file, "checkpoint": path, "nats_per_char":
+                         result.nats_per_char, "bits_per_char": result.bits_per_char,
+                         "perplexity": finite_or_none(result.perplexity), "characters_scored": result.count,
+                         "unknown_skipped": corpus.skipped}))
+        return
     skipped = f", {corpus.skipped:,} unknown skipped" if corpus.skipped else ""
     emit(f"{result.nats_per_char:.4f} nats/char  {result.bits_per_char:.4f} bits/char  "
          f"perplexity {perplexity_text(result.nats_per_char)}  ({result.count:,} characters "
@@ -690,8 +910,9 @@ VIZ_WARNING_BYTES = 20_000_000
 @cli.command()
 @click.argument("text_file", metavar="[TEXT_FILE]", required=False)
 @checkpoint_choice("Model to look inside", best=True)
-@click.option("--text", "inline_text", metavar="TEXT",
-              help="Show this text instead of a TEXT_FILE.")
+@click.option("--text", "--prompt", "inline_text", metavar="TEXT",
+              help="Show this text instead of a TEXT_FILE (--prompt: the same, the name "
+                   "sample uses).")
 @click.option("-o", "--output", metavar="FILE.html",
               help="Where to write the page. [default: beside the checkpoint, <stem>.viz.html]")
 @click.option("--max-chars", default=DEFAULT_VIZ_CHARS, show_default=True,

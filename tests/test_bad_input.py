@@ -665,9 +665,9 @@ def test_seed_characters_outside_the_vocabulary_are_named(model):
     assert result.stdout == ""
 
 
-def test_empty_seed_generates_from_the_zero_state(model):
-    """With no seed the first character comes from softmax(by) (the zero state's output):
-    greedily, it is the argmax of by."""
+def test_empty_seed_generates_as_after_a_newline(model):
+    """With no seed the model starts as after a line break: greedily, the text is the greedy
+    continuation of a newline (which is not printed)."""
     _, checkpoint_path = model
     checkpoint = load_checkpoint(checkpoint_path)
     result = run("sample", "--checkpoint", checkpoint_path, "--seed", "", "-n", "30", "--greedy")
@@ -675,7 +675,9 @@ def test_empty_seed_generates_from_the_zero_state(model):
     generated = result.stdout.rstrip("\n")
     assert len(generated) == 30
     assert set(generated) <= set(checkpoint.vocab.chars)
-    assert generated[0] == checkpoint.vocab.chars[int(np.argmax(checkpoint.params["by"]))]
+    after_newline = run("sample", "--checkpoint", checkpoint_path, "--seed", "\n", "-n", "30",
+                        "--greedy")
+    assert "\n" + generated + "\n" == after_newline.stdout
 
 
 def test_default_seed_is_empty_and_random_sampling_works(model):

@@ -90,6 +90,16 @@ def test_bench_busy_quick_prints_alone_and_busy_rows():
     assert "default (" in output
 
 
+def test_bench_sampling_quality_quick_prints_a_table_per_model():
+    output = run_benchmark("bench_sampling_quality.py")
+    header_line(output, "setting", "repeated lines", "distinct 4-grams %", "known words %",
+                "nats/char", "us/char")
+    assert output.count("us/char") == 2                 # a GRU's table and a vanilla model's
+    for setting in ("top-p 0.9", "min-p 0.1", "greedy no-repeat 4", "beam 4"):
+        rows = [line for line in output.splitlines() if line.strip().startswith(setting + "  ")]
+        assert len(rows) == 2, setting
+
+
 def test_eval_exactness_quick_prints_its_table():
     output = run_benchmark("eval_exactness.py")
     assert "exact" in output and "batched" in output
@@ -97,7 +107,8 @@ def test_eval_exactness_quick_prints_its_table():
 
 @pytest.mark.parametrize("script", ["bench_train.py", "bench_sample.py", "bench_corpus.py",
                                     "bench_memory.py", "bench_cells.py", "bench_busy.py",
-                                    "eval_exactness.py", "tune.py"])
+                                    "eval_exactness.py", "tune.py",
+                                    "bench_sampling_quality.py"])
 def test_help_describes_the_quick_mode(script):
     done = subprocess.run([sys.executable, os.path.join(BENCHMARKS, script), "--help"],
                           capture_output=True, text=True, cwd=REPO, timeout=60)

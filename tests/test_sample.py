@@ -171,9 +171,26 @@ def test_draws_follow_softmax_of_logits_over_temperature(temperature):
         assert np.any(np.abs(softmax(by / other) - expected) > 2 * tolerance)
 
 
-def test_first_character_with_empty_seed_follows_softmax_of_by(vocab):
-    """Empty seed: the first character comes from the zero state, so p = softmax(by / T)
-    whatever the other weights (which are large and random here)."""
+def test_first_character_with_empty_seed_follows_the_model_after_a_newline(vocab):
+    """Empty seed: the model starts as after a line break (a newline is fed, not printed),
+    so the first character follows softmax(y / T) for the state after "\n"."""
+    params = random_params(np.random.default_rng(23), len(vocab), 5, scale=1.5)
+    temperature = 0.8
+    draws = np.random.default_rng(24)
+    n = 6000
+    first = "".join(next(generate(network_of(params), params, vocab, "", 1, draws,
+                                  temperature=temperature)) for _ in range(n))
+    expected = softmax(reference_logits(params, vocab.encode("\n"), [0])[0] / temperature)
+    tolerance = 4 * np.sqrt(expected * (1 - expected) / n) + 1e-12
+    assert np.all(np.abs(frequencies(first, vocab) - expected) < tolerance)
+    # The test can tell this from the zero state's softmax(by / T).
+    assert np.any(np.abs(softmax(params["by"] / temperature) - expected) > 2 * tolerance)
+
+
+def test_first_character_with_empty_seed_and_no_newline_follows_softmax_of_by():
+    """A vocabulary without a newline: the first character comes from the zero state, so
+    p = softmax(by / T) whatever the other weights (which are large and random here)."""
+    vocab = Vocabulary(CHARS.replace("\n", ""))
     rng = np.random.default_rng(21)
     params = random_params(rng, len(vocab), 5, scale=2.0)
     params["by"] = rng.standard_normal(len(vocab)) * 1.5

@@ -380,6 +380,21 @@ class Stream:
         np.dot(self.states[-1][0], self.stacked_T[-1], self.products[-1])
         return self.next_input[-1]
 
+    def snapshot(self) -> tuple:
+        """A copy of where the stream is (every layer's state and pending products), for
+        restore(): beam search keeps one per hypothesis."""
+        return ([tuple(a.copy() for a in state) for state in self.states],
+                [product.copy() for product in self.products])
+
+    def restore(self, snapshot: tuple) -> None:
+        """Go back to a snapshot(), in place (the views into the products stay valid)."""
+        states, products = snapshot
+        for mine, saved in zip(self.states, states):
+            for a, b in zip(mine, saved):
+                a[...] = b
+        for mine, saved in zip(self.products, products):
+            mine[...] = saved
+
     def feed(self, c: int) -> None:
         """Advance every layer by character c (the top layer's recurrent term must be current:
         after logits_scaled() or inside prime())."""
