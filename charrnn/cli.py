@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from . import __version__
 from . import runfiles
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import (DEFAULT_LEARNING_RATES, DEFAULT_OPTIMIZERS, MAX_ITERS, TrainConfig,
                      describe_model, resumed_config)
 from .data import (CorpusError, UndecodableTextError, UnknownCharactersError, encode_text,
@@ -21,6 +21,7 @@ from .data import (CorpusError, UndecodableTextError, UnknownCharactersError, en
 from .evaluate import chars_scored, score_text
 from .export import (JSON_WARNING_BYTES, ExportError, check_export_output, default_output,
                      export_model, format_for)
+from .importer import ImportModelError, checkpoint_from_export
 from .model import CELLS
 from .optim import OPTIMIZERS
 from .page import WARN_PAGE_BYTES, PageError, PageSettings, check_page_size, render_writer_page
@@ -800,3 +801,52 @@ def page(checkpoint_arg, checkpoint_path, best, output, prompt, length, temperat
     if size > WARN_PAGE_BYTES:
         say(f"note: {output} is {size / 1e6:.0f} MB, slow to open in a browser")
     emit(output)
+
+
+@cli.command(name="import")
+@click.argument("source", metavar="FILE.safetensors")
+@click.option("-o", "--output", required=True, metavar="FILE.npz",
+              help="The checkpoint to write (a new name, or with --force a charrnn checkpoint).")
+@click.option("--force", is_flag=True,
+              help="Replace an existing charrnn checkpoint (its .best.npz and .csv are removed).")
+@click.option("--quiet", "-q", is_flag=True, help="No notes on stderr, only errors.")
+def import_model(source, output, force, quiet):
+    """Turn an export (charrnn export's safetensors), trained further in PyTorch or elsewhere,
+    back into a charrnn checkpoint.
+
+    PyTorch's two biases are folded into charrnn's one. The checkpoint starts afresh: the
+    default settings of its cell, iteration 0, and a fresh optimiser state when you --resume
+    training from it.
+    """
+    quiet_from_now(quiet)
+    if not os.path.exists(source):
+        fail(f"no file {source}")
+    kind = runfiles.not_a_regular_file(source)
+    if kind:
+        fail(f"{source} is {kind}, not a safetensors file")
+    try:
+        target = training_checkpoint(output, source)
+    except RunFilesError as error:
+        fail(str(error).replace("--checkpoint", "-o"))
+    if os.path.lexists(target) and not runfiles.not_a_regular_file(target):
+        if not runfiles.is_charrnn_checkpoint(target):
+            fail(f"-o {output} exists and is not a charrnn checkpoint; charrnn will not replace "
+                 f"it: choose another name")
+        if not force:
+            fail(f"-o {output} already exists: pass --force to replace it with the imported model")
+    try:
+        checkpoint = checkpoint_from_export(source)
+    except ImportModelError as error:
+        fail(str(error))
+    try:
+        with claimed_run(target, source, resume=False, force=force, note=say):
+            prepare_run(target, replacing=force, note=say)
+            save_checkpoint(target, checkpoint)
+    except (RunFilesError, CheckpointError) as error:
+        fail(str(error).replace("--checkpoint", "-o"))
+    config = checkpoint.config
+    say(f"wrote {output}: {describe_model(config)}, {len(checkpoint.vocab)} characters, "
+        f"{checkpoint.params.flat.size:,} parameters. It holds no optimiser state: "
+        f"'charrnn train TEXT_FILE {output} --resume' trains it with a fresh one "
+        f"({config.optimizer}, learning rate {config.learning_rate:g}, from iteration 0 of "
+        f"{config.max_iters:,})")
