@@ -11,8 +11,8 @@ where it is written as HTML, and JSON with ``<``, ``>`` and ``&`` written as ``\
 inside ``<script type="application/json" id="page-data">``; the script puts text on the page
 as text, never as HTML. When the script has run, ``<html data-page-ready="1">``.
 
-Size: 4/3 x 4 bytes per number (base64 of float32) plus a few kB: 0.53 MB for the default
-model (a vanilla RNN of 256 over 65 characters, 99,905 numbers). A model whose page would
+Size: 4/3 x 4 bytes per number (base64 of float32) plus about 20 kB: 0.55 MB for the default
+model (a vanilla RNN of 256 over 65 characters, 99,393 numbers). A model whose page would
 pass MAX_PAGE_BYTES is refused before anything is written.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ from .viz import esc, json_for_script, loss_text, shown_name
 
 DATA_ELEMENT_ID = "page-data"
 FLOAT_BYTES = 4
-PAGE_OVERHEAD_BYTES = 40_000     # markup, script and styles, about (the vocabulary aside)
+PAGE_OVERHEAD_BYTES = 20_000     # markup, script, styles and the model table, about
 MAX_PAGE_BYTES = 100_000_000     # larger pages take browsers tens of seconds to open, if at all
 WARN_PAGE_BYTES = 20_000_000
 
