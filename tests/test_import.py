@@ -16,6 +16,7 @@ import json
 import os
 import re
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,7 +111,7 @@ def bad_files(metadata, tensors):
         changed = {k: v for k, v in {**tensors, **changes}.items() if k not in drop}
         return lambda path: write_safetensors(path, metadata, changed)
 
-    good = open("m.safetensors", "rb").read()
+    good = Path("m.safetensors").read_bytes()
     vocab = json.loads(metadata["vocab"])
     H = tensors["weight_hh_l0"].shape[1]
     return [
@@ -135,11 +136,11 @@ def bad_files(metadata, tensors):
         ("half", with_tensors({"out.bias": tensors["out.bias"].astype(np.float16)}), "F16"),
         ("nan", with_tensors({"out.bias": np.full_like(tensors["out.bias"], np.nan)}),
          "NaN or inf"),
-        ("truncated", lambda p: open(p, "wb").write(good[:-5]), "is truncated: .* ends at byte"),
-        ("header past the end", lambda p: open(p, "wb").write(good[:200]),
+        ("truncated", lambda p: Path(p).write_bytes(good[:-5]), "is truncated: .* ends at byte"),
+        ("header past the end", lambda p: Path(p).write_bytes(good[:200]),
          "header length .* points past the end"),
-        ("empty", lambda p: open(p, "wb").write(b""), "shorter than the header's length"),
-        ("not json", lambda p: open(p, "wb").write(struct.pack("<Q", 4) + b"abcd"),
+        ("empty", lambda p: Path(p).write_bytes(b""), "shorter than the header's length"),
+        ("not json", lambda p: Path(p).write_bytes(struct.pack("<Q", 4) + b"abcd"),
          "not JSON"),
     ]
 
@@ -164,8 +165,8 @@ def test_bad_files_are_one_line_and_write_nothing():
 ])
 def test_bad_outputs_are_one_line_and_touch_nothing(output, pattern):
     export_parts("rnn", 1)
-    open("notes.txt", "w").write("mine")
-    open("user.npz", "wb").write(b"PK\x03\x04 not a checkpoint")
+    Path("notes.txt").write_text("mine")
+    Path("user.npz").write_bytes(b"PK\x03\x04 not a checkpoint")
     os.mkdir("folder.npz")
     before = snapshot(".")
     if pattern is None:   # a folder that does not exist is made, as train makes it
@@ -180,7 +181,7 @@ def test_bad_outputs_are_one_line_and_touch_nothing(output, pattern):
 def test_force_replaces_a_checkpoint_and_its_twins(tmp_path):
     checkpoint, _, _ = export_parts("gru", 1)
     make_checkpoint("other.npz", "lstm", 2)
-    open("other.csv", "w").write("iteration,chars_seen,train_loss,val_loss,elapsed_seconds\n")
+    Path("other.csv").write_text("iteration,chars_seen,train_loss,val_loss,elapsed_seconds\n")
     result = run("import", "m.safetensors", "-o", "other.npz", "--force")
     assert "removed other.csv" in result.stderr and "fresh one" in result.stderr
     assert load_checkpoint("other.npz").network().spec == checkpoint.network().spec
@@ -212,7 +213,7 @@ def test_readme_round_trip_through_torch(torch, capsys, cell):
     checkpoint = make_checkpoint("m.npz", cell, 2, hidden=16, scale=0.3)
     run("export", "m.npz", "-o", "model.safetensors", "-q")
     more = TEXT * 4
-    open("more.txt", "w", encoding="utf-8").write(more)
+    Path("more.txt").write_text(more)
     ns = {"__name__": "__main__"}
     exec(compile(readme_snippet(), "README.md (export snippet)", "exec"), ns)
     exec(compile(import_snippet(), "README.md (import snippet)", "exec"), ns)
@@ -240,7 +241,7 @@ def test_readme_round_trip_through_torch(torch, capsys, cell):
     run("export", "trained.npz", "-o", "again.safetensors", "-q")
     assert read_export("again.safetensors")[2]["out.weight"].tobytes() == \
         np.asarray(ns["weights"]["out.weight"]).tobytes()
-    open("long.txt", "w", encoding="utf-8").write(TEXT * 20)
+    Path("long.txt").write_text(TEXT * 20)
     resumed = CliRunner().invoke(cli, ["train", "long.txt", "trained.npz", "--resume",
                                        "--max-iters", "3", "-q"])
     assert resumed.exit_code == 0, resumed.stderr

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 from html.parser import HTMLParser
 
 import numpy as np
@@ -42,7 +43,7 @@ def run(*args, expect=0):
 
 
 def page_json(path) -> dict:
-    html = open(path, encoding="utf-8").read()
+    html = Path(path).read_text(encoding="utf-8")
     found = re.search(r'<script type="application/json" id="page-data">(.*?)</script>', html,
                       re.DOTALL)
     return json.loads(found.group(1))
@@ -103,7 +104,7 @@ def test_too_large_a_model_is_refused_before_writing(monkeypatch):
 ])
 def test_bad_input_is_one_line_and_touches_nothing(args, pattern):
     make_checkpoint("m.npz", "rnn", 1)
-    open("notes.html", "w").write("<p>mine</p>")
+    Path("notes.html").write_text("<p>mine</p>")
     os.mkdir("folder")
     before = snapshot(".")
     result = CliRunner().invoke(cli, ["page", "m.npz", *args])
@@ -115,9 +116,9 @@ def test_bad_input_is_one_line_and_touches_nothing(args, pattern):
 def test_a_page_charrnn_wrote_is_replaced():
     make_checkpoint("m.npz", "rnn", 1)
     run("page", "m.npz", "-o", "p.html", "--prompt", "ab", "-q")
-    first = open("p.html").read()
+    first = Path("p.html").read_text()
     run("page", "m.npz", "-o", "p.html", "--prompt", "ba", "-q")
-    assert open("p.html").read() != first
+    assert Path("p.html").read_text() != first
 
 
 class Elements(HTMLParser):
@@ -146,7 +147,7 @@ def test_everything_from_the_checkpoint_is_escaped():
     os.rename("m.npz", name)
     vocab_prompt = "".join(c for c in prompt if c in load_vocab(name))
     run("page", name, "-o", "p.html", "--prompt", vocab_prompt, "-q")
-    html = open("p.html", encoding="utf-8").read()
+    html = Path("p.html").read_text(encoding="utf-8")
     assert html.count("</script>") == 2 and "<img" not in html
     parsed = Elements(html)
     assert "img" not in parsed.tags
