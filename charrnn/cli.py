@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from . import __version__
 from . import runfiles
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import (DEFAULT_LEARNING_RATES, DEFAULT_OPTIMIZERS, MAX_ITERS, TrainConfig,
                      describe_model, resumed_config)
 from .data import (CorpusError, UndecodableTextError, UnknownCharactersError, encode_text,
@@ -24,16 +24,18 @@ from .data import (CorpusError, UndecodableTextError, UnknownCharactersError, en
 from .evaluate import chars_scored, perplexity_text, score_text
 from .export import (JSON_WARNING_BYTES, ExportError, check_export_output, default_output,
                      export_model, format_for)
+from .importer import ImportModelError, checkpoint_from_export
 from .interactive import prompt_lines, run_session
 from .model import CELLS
 from .optim import OPTIMIZERS
+from .page import WARN_PAGE_BYTES, PageError, PageSettings, check_page_size, render_writer_page
 from .prompts import PromptError, read_prompt_file, read_prompt_stream
 from .sample import Settings, continuation
 from .threads import set_blas_threads, threads_for, training_threads
 from .plot import PlotUnavailable, plot_history
 from .runfiles import (RunFilesError, best_path, check_page_output, check_plot_output,
-                       claimed_run, history_path, plot_path, prepare_run, training_checkpoint,
-                       viz_path)
+                       check_writer_page_output, claimed_run, history_path, plot_path,
+                       prepare_run, training_checkpoint, viz_path, writer_page_path)
 from .train import Trainer, TrainingError, fit_to_text, run_training
 from .viz import PageSource, render_page, write_page
 
@@ -964,3 +966,110 @@ def viz(text_file, checkpoint_arg, checkpoint_path, best, inline_text, output, m
         say(f"note: {output} is {size / 1e6:.0f} MB, slow to open in a browser; a smaller "
             f"--max-chars makes it lighter")
     emit(output)
+
+
+DEFAULT_PAGE_LENGTH = 500
+
+
+@cli.command(name="page")
+@checkpoint_choice("Model to put in the page", best=True)
+@click.option("-o", "--output", metavar="FILE.html",
+              help="Where to write the page. [default: beside the checkpoint, <stem>.page.html]")
+@click.option("--prompt", default="", metavar="TEXT",
+              help="The prompt the page opens with. [default: none]")
+@click.option("-n", "--length", default=DEFAULT_PAGE_LENGTH, show_default=True,
+              type=click.IntRange(min=0), metavar="N",
+              help="Characters to write, as the page opens.")
+@click.option("--temperature", default=1.0, show_default=True, type=POSITIVE, metavar="T",
+              help="Temperature, as the page opens.")
+@click.option("--top-k", default=0, show_default=True, type=click.IntRange(min=0), metavar="K",
+              help="Top-k, as the page opens (0: all characters).")
+@click.option("--top-p", default=1.0, show_default=True,
+              type=click.FloatRange(min=0, max=1, min_open=True), metavar="P",
+              help="Top-p, as the page opens (1: all characters).")
+@click.option("--quiet", "-q", is_flag=True, help="No notes on stderr, only errors.")
+def page(checkpoint_arg, checkpoint_path, best, output, prompt, length, temperature, top_k,
+         top_p, quiet):
+    """Write a web page that writes text with the model, in the browser.
+
+    One HTML file with the model's weights and vocabulary inside: it opens from disk with no
+    network, and offers a prompt, temperature, top-k and top-p, generate and stop. The
+    options set what its controls hold when it opens. Prints the page's path.
+    """
+    quiet_from_now(quiet)
+    check_stdout_shows("")
+    path, checkpoint = open_checkpoint(one_checkpoint(checkpoint_arg, checkpoint_path), best)
+    output = output or writer_page_path(path)
+    vocab = checkpoint.vocab
+    if top_k > len(vocab):
+        fail(f"--top-k {top_k} is larger than the vocabulary ({len(vocab)} characters)")
+    try:
+        vocab.encode(prompt)
+    except UnknownCharactersError as error:
+        fail(f"--prompt has {error}")
+    try:
+        check_writer_page_output(output, path)
+        check_page_size(checkpoint.network())
+    except (RunFilesError, PageError) as error:
+        fail(str(error))
+    page_text = render_writer_page(checkpoint, path, PageSettings(prompt, length, temperature,
+                                                                  top_k, top_p))
+    try:
+        size = write_page(output, page_text)
+    except OSError as error:
+        fail(f"cannot write {output}: {error.strerror or error}")
+    float64 = ", its float64 weights rounded to float32" if checkpoint.config.dtype != "float32" else ""
+    say(f"wrote {output}: {describe_model(checkpoint.config)}, {len(vocab)} characters, "
+        f"{size / 1e6:.2f} MB{float64}")
+    if size > WARN_PAGE_BYTES:
+        say(f"note: {output} is {size / 1e6:.0f} MB, slow to open in a browser")
+    emit(output)
+
+
+@cli.command(name="import")
+@click.argument("source", metavar="FILE.safetensors")
+@click.option("-o", "--output", required=True, metavar="FILE.npz",
+              help="The checkpoint to write (a new name, or with --force a charrnn checkpoint).")
+@click.option("--force", is_flag=True,
+              help="Replace an existing charrnn checkpoint (its .best.npz and .csv are removed).")
+@click.option("--quiet", "-q", is_flag=True, help="No notes on stderr, only errors.")
+def import_model(source, output, force, quiet):
+    """Turn an export (charrnn export's safetensors), trained further in PyTorch or elsewhere,
+    back into a charrnn checkpoint.
+
+    PyTorch's two biases are folded into charrnn's one. The checkpoint starts afresh: the
+    default settings of its cell, iteration 0, and a fresh optimiser state when you --resume
+    training from it.
+    """
+    quiet_from_now(quiet)
+    if not os.path.exists(source):
+        fail(f"no file {source}")
+    kind = runfiles.not_a_regular_file(source)
+    if kind:
+        fail(f"{source} is {kind}, not a safetensors file")
+    try:
+        target = training_checkpoint(output, source)
+    except RunFilesError as error:
+        fail(str(error).replace("--checkpoint", "-o"))
+    if os.path.lexists(target) and not runfiles.not_a_regular_file(target):
+        if not runfiles.is_charrnn_checkpoint(target):
+            fail(f"-o {output} exists and is not a charrnn checkpoint; charrnn will not replace "
+                 f"it: choose another name")
+        if not force:
+            fail(f"-o {output} already exists: pass --force to replace it with the imported model")
+    try:
+        checkpoint = checkpoint_from_export(source)
+    except ImportModelError as error:
+        fail(str(error))
+    try:
+        with claimed_run(target, source, resume=False, force=force, note=say):
+            prepare_run(target, replacing=force, note=say)
+            save_checkpoint(target, checkpoint)
+    except (RunFilesError, CheckpointError) as error:
+        fail(str(error).replace("--checkpoint", "-o"))
+    config = checkpoint.config
+    say(f"wrote {output}: {describe_model(config)}, {len(checkpoint.vocab)} characters, "
+        f"{checkpoint.params.flat.size:,} parameters. It holds no optimiser state: "
+        f"'charrnn train TEXT_FILE {output} --resume' trains it with a fresh one "
+        f"({config.optimizer}, learning rate {config.learning_rate:g}, from iteration 0 of "
+        f"{config.max_iters:,})")

@@ -34,6 +34,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # The first bytes of every page `charrnn viz` writes: what makes an .html file ours.
 VIZ_PAGE_SIGNATURE = b"<!DOCTYPE html>\n<!-- charrnn viz page -->\n"
 VIZ_SUFFIX = ".viz.html"
+# The first bytes of every page `charrnn page` writes (a model that writes in the browser).
+WRITER_PAGE_SIGNATURE = b"<!DOCTYPE html>\n<!-- charrnn page -->\n"
+WRITER_PAGE_SUFFIX = ".page.html"
 BEST_SUFFIX = ".best"
 
 
@@ -247,6 +250,16 @@ def is_viz_page(path: str) -> bool:
     return _starts_with(path, VIZ_PAGE_SIGNATURE)
 
 
+def is_writer_page(path: str) -> bool:
+    """True if ``path`` is a regular file that starts as every `charrnn page` page does."""
+    return _starts_with(path, WRITER_PAGE_SIGNATURE)
+
+
+def writer_page_path(checkpoint_path: str) -> str:
+    """``run.npz`` -> ``run.page.html``: the default name of the page `charrnn page` writes."""
+    return os.path.splitext(checkpoint_path)[0] + WRITER_PAGE_SUFFIX
+
+
 def is_png(path: str) -> bool:
     """True if ``path`` is a regular file that starts with the PNG signature."""
     return _starts_with(path, PNG_SIGNATURE)
@@ -283,6 +296,14 @@ def check_page_output(output: str, checkpoint_path: str, text_file: str | None =
     refuse_folder(output, "-o", os.path.basename(viz_path(checkpoint_path)))
     _check_replaceable(output, checkpoint_path, text_file, "an .html file", is_viz_page,
                        "is not a page charrnn viz wrote; charrnn replaces only its own pages")
+
+
+def check_writer_page_output(output: str, checkpoint_path: str) -> None:
+    """Refuse a name for `charrnn page`'s page that would overwrite anything but a page
+    charrnn wrote (either kind), as check_page_output does for viz (RunFilesError)."""
+    _check_replaceable(output, checkpoint_path, None, "an .html file",
+                       lambda path: is_writer_page(path) or is_viz_page(path),
+                       "is not a page charrnn wrote; charrnn replaces only its own pages")
 
 
 def _check_replaceable(output: str, checkpoint_path: str, text_file: str | None, hint: str,

@@ -137,3 +137,10 @@ def test_tune_quick_reports_the_validation_loss_falling():
     summary = json.loads(lines[-1])
     assert summary["iterations"] == 200 and summary["learning_rate"] == 0.1
     assert summary["val_nats_per_char"] < math.log(65)
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"), reason="no Chromium")
+def test_page_speed_quick_prints_its_table():
+    output = run_benchmark("page_speed.py")
+    header_line(output, "checkpoint", "page MB", "open ms", "chars/s")
+    assert "tiny.npz" in output
