@@ -150,7 +150,8 @@ def _read_arrays(path: str) -> dict[str, np.ndarray]:
     if magic != ZIP_MAGIC:
         raise CheckpointError(f"{path} is not a charrnn checkpoint (not an .npz file)")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # Our own file object: np.load leaves its own open when the archive is damaged.
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
     except ValueError as error:
         if "pickle" in str(error):

@@ -46,7 +46,8 @@ def test_force_removes_the_replaced_models_best_twin_and_history(workdir):
     assert "m.best.npz" in result.stderr
     # what is there now belongs to the new model: its single end-of-run evaluation
     assert load_checkpoint(workdir / "m.best.npz").state["iteration"] == 3
-    assert len(list(csv.reader(open(workdir / "m.csv")))) == 2   # header + one row
+    with open(workdir / "m.csv") as f:
+        assert len(list(csv.reader(f))) == 2   # header + one row
 
 
 def test_force_interrupted_before_any_evaluation_leaves_no_old_best(workdir):
