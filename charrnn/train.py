@@ -505,10 +505,13 @@ def start_run(sources, checkpoint_path: str, resume: bool, overrides: dict,
             config = resumed_config(saved.config, overrides)
             try:
                 corpus = read_sources(sources, config.encoding, vocab=saved.vocab, stdin=stdin)
-            except UnknownCharactersError:
+            except UnknownCharactersError as unknown:
                 if saved.state.corpus_files is not None:   # say which file changed, if one did
-                    check_same_corpus(saved.state, read_sources(sources, config.encoding,
-                                                                stdin=stdin))
+                    try:
+                        check_same_corpus(saved.state, read_sources(sources, config.encoding,
+                                                                    stdin=stdin))
+                    except TrainingError as changed:
+                        raise TrainingError(f"{changed}; the new text has {unknown}") from None
                 raise
             check_same_corpus(saved.state, corpus)
         else:
@@ -624,8 +627,8 @@ def run_training(trainer: Trainer, checkpoint_path: str, show_progress: bool = T
     reading; default: now). Iterations are timed first (without changing the run), and
     ``config.max_iters`` becomes the count that fits, evaluations and saves included, so
     that the learning-rate schedule spans the budget; it is saved, so a resumed run goes on
-    exactly. If the machine slows down, the count is lowered (once per evaluation at most)
-    so that the run still ends in time.
+    exactly. If the machine's pace changes, BudgetKeeper moves the count so that the run
+    still ends in time.
 
     Progress goes to a bar on a terminal, and to a plain line every PLAIN_PROGRESS_SECONDS
     elsewhere (a file or a pipe), never both.
@@ -644,7 +647,10 @@ def run_training(trainer: Trainer, checkpoint_path: str, show_progress: bool = T
     def evaluate(final: bool = False):
         nonlocal val_loss
         trainer.check_finite()
+        clock = time.perf_counter()
         val_loss = trainer.validation_loss()
+        if keeper is not None:   # the latest figure is the best guess of the last one's cost
+            keeper.costs.evaluation = time.perf_counter() - clock + keeper.costs.save
         if trainer.record_evaluation(val_loss):
             save_checkpoint(best_path(checkpoint_path), trainer.to_checkpoint())
         write_history_csv(history_path(checkpoint_path), trainer.history)
@@ -654,7 +660,7 @@ def run_training(trainer: Trainer, checkpoint_path: str, show_progress: bool = T
         if final and len(trainer.val_indices) > len(trainer.val_sample):
             trainer.full_val_loss = trainer.validation_loss(everything=True)
 
-    costs = None
+    keeper = None
     if time_budget is not None:
         costs = measure_costs(trainer, time_budget, save)
         left = BUDGET_TARGET * time_budget - (time.monotonic() - started)
@@ -663,8 +669,9 @@ def run_training(trainer: Trainer, checkpoint_path: str, show_progress: bool = T
         trainer.config = dataclasses.replace(trainer.config, max_iters=max(count, 1))
         bar.total = trainer.config.max_iters
         bar.refresh()
-        log(f"--time {format_duration(time_budget)}: {trainer.config.max_iters:,} iterations "
-            f"in all (an iteration takes {costs.step * 1000:.0f} ms here)")
+        log(f"--time {format_duration(time_budget)}: about {trainer.config.max_iters:,} "
+            f"iterations in all (an iteration takes {costs.step * 1000:.0f} ms here)")
+        keeper = BudgetKeeper(trainer, costs, time_budget, started)
 
     try:
         with deferred_signals() as caught:
@@ -678,14 +685,12 @@ def run_training(trainer: Trainer, checkpoint_path: str, show_progress: bool = T
                 trainer.elapsed_seconds += now - clock
                 clock = now
                 done = trainer.iteration == config.max_iters
+                if keeper is not None and not done and keeper.check(trainer):
+                    bar.total = trainer.config.max_iters
+                    done = trainer.iteration >= trainer.config.max_iters
                 if trainer.iteration % config.eval_every == 0 or done:
                     evaluate(final=done)
                     clock = time.perf_counter()   # evaluation time is not training time
-                    if costs is not None and not done:
-                        slowed = keep_within(trainer, costs, time_budget, started)
-                        if slowed:
-                            log(slowed)
-                            bar.total = trainer.config.max_iters
                 if config.sample_every and trainer.iteration % config.sample_every == 0:
                     log(f"--- sample at iteration {trainer.iteration} ---\n{trainer.sample()}\n---")
                     clock = time.perf_counter()
@@ -703,30 +708,72 @@ def run_training(trainer: Trainer, checkpoint_path: str, show_progress: bool = T
             if caught and trainer.iteration < trainer.config.max_iters:   # (at the end: saved)
                 save()
                 return Outcome(finished=False, signal_number=caught[0])
+            if keeper is not None and keeper.changes:
+                log(f"note: the iteration count followed this machine's pace "
+                    f"({keeper.changes} change(s)); it ended at {trainer.iteration:,}, which "
+                    f"the checkpoint keeps")
             return Outcome(finished=True)
     finally:
         bar.close()
 
 
-def keep_within(trainer: Trainer, costs: Costs, budget: float, started: float) -> str | None:
-    """If the run, at the pace it has kept so far, would end after ``budget``, lower
-    ``config.max_iters`` to what fits (the costs are updated to the pace seen) and return a
-    note; else None."""
-    config = trainer.config
-    spent = time.monotonic() - started
-    left_iters = config.max_iters - trainer.iteration
-    projected = spent + left_iters * costs.per_iteration(config) + costs.final + costs.save
-    if projected <= budget:
-        return None
-    # Slower than measured: fit the rest into what is left, at the slower pace.
-    costs.step *= projected / max(budget, 1e-9)
-    fit = iterations_within(budget * BUDGET_TARGET - spent, costs, config)
-    count = max(trainer.iteration + 1, trainer.iteration + fit)
-    if count >= config.max_iters:
-        return None
-    trainer.config = dataclasses.replace(config, max_iters=count)
-    return (f"note: this machine has slowed down; the run ends at iteration {count:,} "
-            f"instead of {config.max_iters:,} to stay within --time {format_duration(budget)}")
+class BudgetKeeper:
+    """Keeps a run with a time budget on time. Every iteration: when what is left of the
+    budget only just holds the final evaluation and save, the run ends there. And when the
+    projected end misses the planned one by more than REPLAN_TOLERANCE of the budget, it
+    moves ``config.max_iters`` to what fits: lower at any time (at the pace since the loop
+    began, or if slower its mean with the pace since the last look; evaluations and saves
+    included),
+    higher only before the cool-down has begun (at the overall pace), so that the run still
+    ends on a cooled-down model. It looks again only after REPLAN_GAP of the budget, so
+    that one slow moment of a shared machine does not move the count back and forth."""
+    REPLAN_TOLERANCE = 0.03
+    REPLAN_GAP = 0.05
+    MIN_ITERATIONS = 10
+
+    def __init__(self, trainer: Trainer, costs: Costs, budget: float, started: float):
+        self.costs, self.budget, self.started = costs, budget, started
+        self.loop_start = self.last_check = time.monotonic()
+        self.first_iteration = self.last_iteration = trainer.iteration
+        self.changes = 0
+
+    @property
+    def end_costs(self) -> float:
+        """Seconds the end of the run takes: the last evaluation (of the sample, and of all
+        the held-out text) and the last save."""
+        return self.costs.evaluation + self.costs.final + self.costs.save
+
+    def check(self, trainer: Trainer) -> bool:
+        """Re-plan if needed; True when ``trainer.config.max_iters`` changed."""
+        now = time.monotonic()
+        config = trainer.config
+        left = BUDGET_TARGET * self.budget - (now - self.started) - self.end_costs
+        if left <= 0:   # out of time: the next evaluation and save are the last
+            trainer.config = dataclasses.replace(config, max_iters=trainer.iteration)
+            self.changes += 1
+            return True
+        done = trainer.iteration - self.first_iteration
+        if done < self.MIN_ITERATIONS or now - self.last_check < self.REPLAN_GAP * self.budget:
+            return False
+        overall = (now - self.loop_start) / done
+        recent = (now - self.last_check) / max(trainer.iteration - self.last_iteration, 1)
+        self.last_check, self.last_iteration = now, trainer.iteration
+        remaining = config.max_iters - trainer.iteration
+        if abs(remaining * overall - left) <= self.REPLAN_TOLERANCE * self.budget and (
+                remaining * recent <= left + self.REPLAN_TOLERANCE * self.budget):
+            return False
+        slower = max(overall, (overall + recent) / 2)   # a slow moment counts, but only half
+        if remaining * slower > left:
+            count = trainer.iteration + max(1, int(left / slower))
+        else:
+            count = trainer.iteration + max(1, int(left / overall))
+        count = min(count, trainer.length_ceiling)
+        cooling = trainer.iteration >= config.max_iters * (1 - config.decay_fraction)
+        if count == config.max_iters or (count > config.max_iters and cooling):
+            return False
+        trainer.config = dataclasses.replace(config, max_iters=count)
+        self.changes += 1
+        return True
 
 
 def _is_terminal(stream) -> bool:

@@ -22,7 +22,7 @@ from charrnn.data import find_sources, read_corpus
 from charrnn.evaluate import score_text
 from charrnn.train import (EVAL_SAMPLE_PIECE, EVAL_SAMPLE_PIECES, Costs, Trainer, TrainingError,
                            evaluation_sample, fit_to_text, format_duration, iterations_within,
-                           keep_within, run_training, start_run)
+                           run_training, start_run, BudgetKeeper)
 
 pytestmark = pytest.mark.usefixtures("in_tmp_path")
 
@@ -87,38 +87,45 @@ def test_iterations_within_counts_evaluations_saves_and_the_end():
     assert iterations_within(1.0, costs, config) == 0
 
 
-def test_a_machine_that_slows_down_gets_a_shorter_run(monkeypatch, tmp_path):
+def test_the_count_follows_the_pace_and_grows_only_before_the_cool_down(monkeypatch):
     path = write("t.txt", LINE * 30)
     trainer = Trainer(TrainConfig(hidden_size=8, seq_length=8, batch_size=2, max_iters=1000,
-                                  eval_every=10, checkpoint_every=10), read_corpus(path))
+                                  decay_fraction=0.25), read_corpus(path))
     costs = Costs(step=0.01, evaluation=0.0, save=0.0, sample=0.0, final=0.0)
-    now = [1000.0]
+    now = [10.0]
     monkeypatch.setattr(train_module.time, "monotonic", lambda: now[0])
-    # 100 s after the start with 10 s left: on time at 10 ms an iteration
-    trainer.iteration = 0
-    now[0] = 1000.0
-    assert keep_within(trainer, costs, budget=20.0, started=990.0) is None
-    assert trainer.config.max_iters == 1000
-    # 15 s spent of 20: 1000 iterations at 10 ms no longer fit
-    note = keep_within(trainer, costs, budget=20.0, started=985.0)
-    assert note and "slowed down" in note
-    # 25 s projected for a 20 s budget: the pace is taken as 25/20 slower, and the rest fits
-    # into 98% of the budget
-    assert trainer.config.max_iters == int((0.98 * 20 - 15) / (0.01 * 25 / 20))
+    keeper = BudgetKeeper(trainer, costs, budget=100.0, started=0.0)
+    # slower than planned: 0.1 s an iteration, 110 s projected; what fits in 98 s
+    trainer.iteration, now[0] = 100, 20.0
+    assert keeper.check(trainer) and trainer.config.max_iters == 100 + int((98 - 20) / 0.1)
+    now[0] = 21.0   # too soon to look again
+    trainer.iteration = 101
+    assert not keeper.check(trainer) and trainer.config.max_iters == 880
+    # faster again before the cool-down (at 660 of 880): more iterations
+    trainer.iteration, now[0] = 400, 30.0
+    assert keeper.check(trainer) and trainer.config.max_iters == 400 + int((98 - 30) / 0.05)
+    # in the cool-down, faster still: the count stays (the rate has come down already)
+    trainer.iteration, now[0] = 1500, 36.0
+    assert not keeper.check(trainer) and trainer.config.max_iters == 1760
+    # in the cool-down and slower: the count comes down
+    trainer.iteration, now[0] = 1600, 95.0
+    assert keeper.check(trainer) and trainer.config.max_iters < 1760
+    assert keeper.changes == 3
 
 
 def test_time_chooses_the_count_and_stores_it(capfd):
     write("t.txt", LINE * 40)
-    result = run("train", "t.txt", "--checkpoint", "timed.npz", "--time", "2s",
-                 "--max-passes", "3", *TINY)
+    # One pass of this text takes a fraction of a second here: the budget has room for it,
+    # so the count is the pass cap's, and the pace cannot move it.
+    result = run("train", "t.txt", "--checkpoint", "timed.npz", "--time", "3s",
+                 "--max-passes", "1", *TINY)
     checkpoint = load_checkpoint("timed.npz")
     count = checkpoint.config.max_iters
     assert checkpoint.state.iteration == count >= 1
-    assert checkpoint.config.time_budget == 2.0 and checkpoint.config.max_passes == 3.0
-    assert f"{count:,} iterations in all" in result.stderr
-    # never more than --max-passes: the count a 2 s budget chose is at most 3 passes' worth
-    train_chars = checkpoint.state.train_chars
-    assert count <= math.ceil(3 * train_chars / 16)
+    assert checkpoint.config.time_budget == 3.0 and checkpoint.config.max_passes == 1.0
+    assert f"about {count:,} iterations in all" in result.stderr
+    assert count == math.ceil(checkpoint.state.train_chars / 16)   # one pass of 16-char steps
+    assert "pace" not in result.stderr
 
     # The same run by --max-iters of that count is the same model, bit for bit.
     run("train", "t.txt", "--checkpoint", "fixed.npz", "--max-iters", count, *TINY)
@@ -129,8 +136,8 @@ def test_time_chooses_the_count_and_stores_it(capfd):
     # Resumed without --time, it is already trained; with a new budget it goes on.
     again = run("train", "t.txt", "--checkpoint", "timed.npz", "--resume")
     assert "already trained" in again.stderr
-    run("train", "t.txt", "--checkpoint", "timed.npz", "--resume", "--time", "1s",
-        "--max-passes", "6", "-q")
+    run("train", "t.txt", "--checkpoint", "timed.npz", "--resume", "--time", "2s",
+        "--max-passes", "2", "-q")
     longer = load_checkpoint("timed.npz")
     assert longer.state.iteration == longer.config.max_iters > count
 
