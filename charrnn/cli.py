@@ -15,7 +15,7 @@ from tqdm import tqdm
 from . import __version__
 from . import runfiles
 from .checkpoint import CheckpointError, load_checkpoint
-from .console import (StdoutError, check_stdout_shows, detach_stdout, emit, is_quiet,  # noqa: F401
+from .console import (StdoutError, check_stdout_shows, detach_stdout, emit,  # noqa: F401
                       quiet_from_now, say, stdout_error, write_stream)
 from .config import (DEFAULT_LEARNING_RATES, DEFAULT_MAX_PASSES, DEFAULT_OPTIMIZERS,
                      DEFAULT_SCHEDULES, MAX_ITERS, TrainConfig, describe_model)

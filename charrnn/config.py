@@ -28,7 +28,7 @@ DEFAULT_SCHEDULES = {"adagrad": (0.1, 0.25), "adam": (0.05, 0.5)}
 # How long a run is when the user gives no --max-iters or --time: a time budget, and at most
 # this many passes over the training text (a small text is learnt by heart long before).
 DEFAULT_TIME_BUDGET = 300.0
-DEFAULT_MAX_PASSES = 40.0
+DEFAULT_MAX_PASSES = 30.0
 
 
 @dataclass(frozen=True)

@@ -246,3 +246,31 @@ def test_many_small_files_are_read_one_at_a_time(monkeypatch):
     assert most[0] == 1
     assert len(corpus.documents) == 2000
     assert len(corpus.indices) == sum(len(f"line {i}\n") for i in range(2000)) + 1999
+
+
+def test_standard_input_that_is_a_terminal_is_refused_without_waiting():
+    from charrnn.data import read_stdin_bytes
+
+    class Terminal:
+        def isatty(self):
+            return True
+
+        def read(self):   # pragma: no cover - reading would wait for a person to type
+            raise AssertionError("a terminal must not be read")
+
+    with pytest.raises(CorpusError, match="standard input is a terminal"):
+        read_stdin_bytes(Terminal())
+
+
+def test_latin_1_files_in_a_folder_with_encoding():
+    os.makedirs("latin")
+    with open("latin/a.txt", "wb") as f:
+        f.write("Ça va, señor Müller? Déjà vu.\n".encode("latin-1") * 20)
+    with open("latin/b.txt", "wb") as f:
+        f.write("Naïve façade, über alles.\n".encode("latin-1") * 20)
+    # as UTF-8 neither decodes: both are skipped, and nothing is left
+    message = run("train", "latin", "--checkpoint", "m.npz", *SMALL, expect=1).stderr
+    assert "no text file found (2 binary file(s) skipped)" in message
+    run("train", "latin", "--checkpoint", "m.npz", "--encoding", "latin-1", *SMALL, "-q")
+    vocab = load_checkpoint("m.npz").vocab.chars
+    assert {"Ç", "ñ", "ü", "ï", "ç"} <= set(vocab)
