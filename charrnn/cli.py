@@ -204,7 +204,8 @@ def range_help(text: str, default) -> str:
               help="BLAS threads for the matrix products. [default: 1 for small models, "
                    "else one per core; use 1 on a busy machine]")
 @click.option("--quiet", "-q", is_flag=True,
-              help="No progress bar, samples or notes: only errors.")
+              help="No progress bar, samples or notes: only errors (and, after Ctrl-C, how to "
+                   "resume).")
 def train(paths, checkpoint_path, resume, force, threads, quiet, include, time_budget,
           **options):
     """Train a model on CORPUS (files, folders, glob patterns, or - for standard input),
@@ -224,8 +225,9 @@ def train(paths, checkpoint_path, resume, force, threads, quiet, include, time_b
     try:
         sources = find_sources(paths, include)
         stdin = read_stdin_bytes() if any(source.path is None for source in sources) else None
-        check_outside_corpus(checkpoint_path, paths)
-    except CorpusError as error:
+        runfiles.check_outside_corpus(checkpoint_path,
+                                      [path for path in paths if path != STDIN])
+    except (CorpusError, RunFilesError) as error:
         fail(str(error))
     texts = [source.path for source in sources if source.path is not None]
     try:
@@ -284,21 +286,6 @@ def corpus_and_checkpoint(arguments) -> tuple[list[str], str | None]:
     return arguments, None
 
 
-def check_outside_corpus(checkpoint_path: str, paths) -> None:
-    """CorpusError if the checkpoint (and so its twins) would be written inside a corpus
-    folder: a run must not write into the text it reads."""
-    for path in paths:
-        if path != STDIN and os.path.isdir(path):
-            try:
-                folder = os.path.realpath(os.path.dirname(os.path.abspath(checkpoint_path)))
-                corpus = os.path.realpath(path)
-            except OSError:   # the current folder is gone: claimed_run says so
-                return
-            if folder == corpus or folder.startswith(corpus.rstrip(os.sep) + os.sep):
-                raise CorpusError(f"{checkpoint_path} is inside the corpus folder {path}; "
-                                  f"give --checkpoint a path outside it")
-
-
 def note_byte_order_mark(text_file: str, corpus) -> None:
     if corpus.byte_order_mark:
         say(f"note: {text_file} starts with a byte-order mark (U+FEFF); it marks the encoding, "
@@ -317,11 +304,6 @@ def choose_threads(trainer: Trainer, requested: int | None) -> None:
         say(f"note: {note}")
     set_blas_threads(count)
     trainer.blas_threads = count
-
-
-def nats_and_bits(nats: float, digits: int) -> str:
-    """``1.632 nats/char (2.354 bits)``: a loss per character in both units."""
-    return f"{nats:.{digits}f} nats/char ({nats / math.log(2):.{digits}f} bits)"
 
 
 def describe_val(trainer) -> str:
@@ -398,8 +380,8 @@ def open_checkpoint(path: str | None, best: bool = False, mention_best: bool = F
         twin = best_path(runfiles.checkpoint_target(path))
         if best_loss is not None and last_loss is not None and best_loss < last_loss and (
                 os.path.isfile(twin)):
-            say(f"note: {twin} has a lower validation loss ({best_loss:.3f} nats/char) than this "
-                f"checkpoint's last ({last_loss:.3f}); add --best to use it")
+            say(f"note: {twin} has a lower validation loss ({loss_text(best_loss)}) than this "
+                f"checkpoint's last ({loss_text(last_loss)}); add --best to use it")
     return path, checkpoint
 
 

@@ -648,3 +648,19 @@ def prepare_run(checkpoint_path: str, replacing: bool, note=None) -> None:
                 raise RunFilesError(f"cannot remove {path}, which belongs to the model being "
                                     f"replaced: {error.strerror or error}") from None
             note(f"note: removed {path}, which belonged to the model being replaced")
+
+
+def check_outside_corpus(checkpoint_path: str, corpus_paths) -> None:
+    """Raise RunFilesError if the checkpoint (and so its twins and history) would be written
+    inside one of the corpus's folders: a run must not write into the text it reads."""
+    for path in corpus_paths:
+        if not os.path.isdir(path):
+            continue
+        try:
+            folder = os.path.realpath(os.path.dirname(os.path.abspath(checkpoint_path)))
+            corpus = os.path.realpath(path)
+        except OSError:   # the current folder is gone: claimed_run says so
+            return
+        if folder == corpus or folder.startswith(corpus.rstrip(os.sep) + os.sep):
+            raise RunFilesError(f"{checkpoint_path} is inside the corpus folder {path}; give "
+                                f"--checkpoint a path outside it")

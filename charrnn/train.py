@@ -392,13 +392,10 @@ def write_history_csv(path: str, history: np.ndarray) -> None:
 OVERFIT_PATIENCE = 3   # validation losses rising this many evaluations in a row: say so
 
 
-def rising_streak(history: np.ndarray) -> int:
+def rising_streak(history: History) -> int:
     """How many evaluations in a row, ending with the latest, had a higher validation loss
-    than the evaluation before them (0 if the latest did not rise; a NaN ends the streak).
-
-    ``history`` has one row per evaluation, the validation loss in column 3.
-    """
-    val = history[:, 3]
+    than the evaluation before them (0 if the latest did not rise; a NaN ends the streak)."""
+    val = History(history).val_loss
     streak = 0
     while streak + 1 < len(val) and val[-1 - streak] > val[-2 - streak]:
         streak += 1
@@ -411,7 +408,8 @@ def overfitting_message(history: History, best_checkpoint: str) -> str | None:
     streak = rising_streak(history)
     if streak != OVERFIT_PATIENCE:
         return None
-    before, now = history[-1 - streak, 3], history[-1, 3]
+    val = History(history).val_loss
+    before, now = val[-1 - streak], val[-1]
     return (f"note: the validation loss has risen {streak} evaluations in a row ({bits(before):.3f} "
             f"-> {bits(now):.3f} bits/char): the model is learning its training text by heart. "
             f"The best model so far is kept in {best_checkpoint}; train for less (--time, "
