@@ -292,7 +292,7 @@ def read_sources(sources, encoding: str = "utf-8", vocab: Vocabulary | None = No
     error. ``stdin``: the bytes of standard input, for the source whose path is None.
     """
     found_bom: list = []
-    readable, binary = [], 0
+    kept, readable, binary = [], [], 0   # the sources that are text, and their Documents
     counts = np.zeros(0, dtype=np.int64)
     lengths = []
     for source in sources:
@@ -323,9 +323,9 @@ def read_sources(sources, encoding: str = "utf-8", vocab: Vocabulary | None = No
         if len(file_counts) > len(counts):
             counts = np.pad(counts, (0, len(file_counts) - len(counts)))
         counts[:len(file_counts)] += file_counts
+        kept.append(source)
         readable.append(Document(source.label or source.name, digest.hexdigest()))
         lengths.append(length)
-    kept = [source for source, in_use in zip(sources, _in_use(sources, readable)) if in_use]
     if not readable:
         raise CorpusError("no text file found" + (f" ({binary} binary file(s) skipped)"
                                                   if binary else ""))
@@ -393,19 +393,6 @@ def _data(source: Source, stdin: bytes | None) -> bytes | None:
     if stdin is None:
         raise CorpusError("standard input was not read")
     return stdin
-
-
-def _in_use(sources, readable) -> list[bool]:
-    """Which of ``sources`` were readable text (``readable`` keeps their order)."""
-    names = iter(doc.name for doc in readable)
-    wanted = next(names, None)
-    flags = []
-    for source in sources:
-        label = source.label or source.name
-        flags.append(label == wanted)
-        if label == wanted:
-            wanted = next(names, None)
-    return flags
 
 
 def find_sources(paths, include=()) -> list[Source]:

@@ -441,9 +441,9 @@ class Costs:
                 + self.save / config.checkpoint_every + sample)
 
 
-def measure_costs(trainer: Trainer, budget: float, save) -> Costs:
-    """Time iterations (Trainer.time_step: the run itself is unchanged), one evaluation and
-    one save (``save()`` writes the checkpoint as it stands, a valid file to resume from)."""
+def measure_costs(trainer: Trainer, budget: float) -> Costs:
+    """Time iterations (Trainer.time_step: the run itself is unchanged) and one evaluation;
+    the save's cost is left at 0 for the caller to time (see plan_within)."""
     rng = np.random.default_rng(0)
     started = time.perf_counter()
     times = []
@@ -454,14 +454,28 @@ def measure_costs(trainer: Trainer, budget: float, save) -> Costs:
     clock = time.perf_counter()
     trainer.validation_loss()
     evaluation = time.perf_counter() - clock
-    clock = time.perf_counter()
-    save()
-    saving = time.perf_counter() - clock
     sample = step * TRAINING_SAMPLE_LENGTH / trainer.chars_per_iteration * 4
     final = 0.0
     if len(trainer.val_indices) > len(trainer.val_sample):
         final = evaluation * len(trainer.val_indices) / max(len(trainer.val_sample), 1)
-    return Costs(step, evaluation + saving, saving, sample, final)
+    return Costs(step, evaluation, 0.0, sample, final)
+
+
+def plan_within(trainer: Trainer, budget: float, started: float, save) -> Costs:
+    """Fix ``config.max_iters`` to the count that fits what is left of ``budget`` (seconds
+    since ``started``), within ``trainer.length_ceiling``; then save the checkpoint with that
+    count (``save()``: a run killed from here on resumes to it), timing the save. Returns
+    the costs measured."""
+    costs = measure_costs(trainer, budget)
+    left = BUDGET_TARGET * budget - (time.monotonic() - started)
+    count = trainer.iteration + max(1, iterations_within(left, costs, trainer.config))
+    trainer.config = dataclasses.replace(trainer.config,
+                                         max_iters=min(count, trainer.length_ceiling))
+    clock = time.perf_counter()
+    save()
+    costs.save = time.perf_counter() - clock
+    costs.evaluation += costs.save   # an evaluation that improves saves the best twin
+    return costs
 
 
 def iterations_within(seconds: float, costs: Costs, config: TrainConfig) -> int:
@@ -659,20 +673,16 @@ def run_training(trainer: Trainer, checkpoint_path: str, show_progress: bool = T
             trainer.full_val_loss = trainer.validation_loss(everything=True)
 
     keeper = None
-    if time_budget is not None:
-        costs = measure_costs(trainer, time_budget, save)
-        left = BUDGET_TARGET * time_budget - (time.monotonic() - started)
-        count = trainer.iteration + max(1, iterations_within(left, costs, trainer.config))
-        count = min(count, trainer.length_ceiling)
-        trainer.config = dataclasses.replace(trainer.config, max_iters=max(count, 1))
-        bar.total = trainer.config.max_iters
-        bar.refresh()
-        log(f"--time {format_duration(time_budget)}: about {trainer.config.max_iters:,} "
-            f"iterations in all (an iteration takes {costs.step * 1000:.0f} ms here)")
-        keeper = BudgetKeeper(trainer, costs, time_budget, started)
-
     try:
-        with deferred_signals() as caught:
+        with deferred_signals() as caught:   # (Ctrl-C while timing: the loop does not start)
+            if time_budget is not None:
+                costs = plan_within(trainer, time_budget, started, save)
+                bar.total = trainer.config.max_iters
+                bar.refresh()
+                log(f"--time {format_duration(time_budget)}: about "
+                    f"{trainer.config.max_iters:,} iterations in all (an iteration takes "
+                    f"{costs.step * 1000:.0f} ms here)")
+                keeper = BudgetKeeper(trainer, costs, time_budget, started)
             clock = time.perf_counter()
             last_shown = 0.0
             last_line = time.monotonic()
@@ -721,9 +731,8 @@ class BudgetKeeper:
     projected end misses the planned one by more than REPLAN_TOLERANCE of the budget, it
     moves ``config.max_iters`` to what fits: lower at any time (at the pace since the loop
     began, or if slower its mean with the pace since the last look; evaluations and saves
-    included),
-    higher only before the cool-down has begun (at the overall pace), so that the run still
-    ends on a cooled-down model. It looks again only after REPLAN_GAP of the budget, so
+    included), higher only before the cool-down has begun (at the overall pace), so that the
+    run still ends on a cooled-down model. It looks again only after REPLAN_GAP of the budget, so
     that one slow moment of a shared machine does not move the count back and forth."""
     REPLAN_TOLERANCE = 0.03
     REPLAN_GAP = 0.05

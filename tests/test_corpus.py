@@ -274,3 +274,14 @@ def test_latin_1_files_in_a_folder_with_encoding():
     run("train", "latin", "--checkpoint", "m.npz", "--encoding", "latin-1", *SMALL, "-q")
     vocab = load_checkpoint("m.npz").vocab.chars
     assert {"Ç", "ñ", "ü", "ï", "ç"} <= set(vocab)
+
+
+def test_two_folders_of_one_name_are_both_read_in_order():
+    """Their files have the same names in the checkpoint's list; each is read for itself."""
+    for parent, text in (("a", POEM), ("b", CODE)):
+        os.makedirs(f"{parent}/corpus")
+        with open(f"{parent}/corpus/x.txt", "w", encoding="utf-8") as f:
+            f.write(text)
+    corpus = read_sources(find_sources(["a/corpus", "b/corpus"]))
+    assert [doc.name for doc in corpus.documents] == ["corpus/x.txt", "corpus/x.txt"]
+    assert corpus.vocab.decode(corpus.indices) == POEM + DOCUMENT_BOUNDARY + CODE
