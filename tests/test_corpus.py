@@ -37,6 +37,11 @@ def run(*args, expect=0, input=None):
     return result
 
 
+def read_bytes(path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def make_folder(root="corpus"):
     """corpus/ with a nested folder, a .git folder, a hidden file, a binary file and a
     charrnn history (neither of the last two is text to learn)."""
@@ -107,7 +112,7 @@ def test_train_on_a_folder_records_its_files_and_resume_refuses_a_changed_corpus
     assert [name for name, _ in state.corpus_files] == [
         "corpus/code.py", "corpus/poems/b.txt", "corpus/poems/old/a.txt"]
     assert DOCUMENT_BOUNDARY in load_checkpoint("m.npz").vocab.chars
-    before = open("m.npz", "rb").read()
+    before = read_bytes("m.npz")
 
     with open("corpus/poems/b.txt", "a", encoding="utf-8") as f:
         f.write("one more line\n")
@@ -116,7 +121,7 @@ def test_train_on_a_folder_records_its_files_and_resume_refuses_a_changed_corpus
     message = run("train", "corpus", "--checkpoint", "m.npz", "--resume", "--max-iters", "9",
                   expect=1).stderr
     assert "corpus/new.txt is new" in message and "corpus/poems/b.txt was edited" in message
-    assert open("m.npz", "rb").read() == before
+    assert read_bytes("m.npz") == before
 
     os.remove("corpus/new.txt")
     with open("corpus/poems/b.txt", "w", encoding="utf-8") as f:
