@@ -452,8 +452,9 @@ def info(checkpoint_arg, checkpoint_path):
         lines.insert(1, f"corpus:            {len(state.corpus_files):,} files, from "
                         f"{state.corpus_files[0][0]} to {state.corpus_files[-1][0]}")
     if config.time_budget:
-        lines.insert(2, f"time budget:       {format_duration(config.time_budget)} "
-                        f"(it chose {config.max_iters:,} iterations)")
+        passes = f", at most {config.max_passes:g} passes" if config.max_passes else ""
+        lines.insert(2, f"time budget:       {format_duration(config.time_budget)}{passes}: "
+                        f"{config.max_iters:,} iterations in all")
     covers = ""
     if state.val_chars is not None and state.val_total_chars is not None:
         covers = (f" on all {state.val_total_chars:,} held-out characters"
