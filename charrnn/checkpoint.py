@@ -7,9 +7,11 @@ named by charrnn.model.Network: ``l1.Wxh``, ``l1.Whh``, ..., ``Why``, ``by``):
     vocab             (V,)     <U1      the characters, sorted by code point
     config            ()       str      TrainConfig as JSON, with the model's description
                                         (cell, num_layers, hidden_size, dropout)
-    state             ()       str      JSON: iteration, position, chars_seen, smooth_loss,
-                                        elapsed_seconds, rng_state, text_sha256, best_val_loss,
-                                        last_val_loss, blas_threads
+    state             ()       str      JSON: TrainingState (iteration, position, chars_seen,
+                                        smooth_loss, elapsed_seconds, rng_state, text_sha256,
+                                        best_val_loss, last_val_loss, blas_threads; since 0.5.0
+                                        corpus_files, train_chars, val_chars, val_total_chars,
+                                        full_val_loss when known)
     params.<name>     float    every parameter, shaped as Network.param_shapes says
     adagrad.<name>    float    its Adagrad memory, the same shape (config optimizer "adagrad")
     adam.m.<name>     float    its Adam moments, the same shape (config optimizer "adam",
@@ -24,7 +26,9 @@ format-2 model it is (a one-layer rnn without dropout).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -53,7 +57,10 @@ STATE_NUMBERS = {"iteration": (int, MAX_ITERS, True), "position": (int, MAX_COUN
                  "elapsed_seconds": (float, 10**12, True),
                  "best_val_loss": (float, sys.float_info.max, False),
                  "last_val_loss": (float, sys.float_info.max, False),
-                 "blas_threads": (int, 4096, False)}
+                 "blas_threads": (int, 4096, False),
+                 "train_chars": (int, MAX_COUNT, False), "val_chars": (int, MAX_COUNT, False),
+                 "val_total_chars": (int, MAX_COUNT, False),
+                 "full_val_loss": (float, sys.float_info.max, False)}
 # The state of the PCG64 generator (numpy's default_rng), field by field: (type, limit).
 RNG_STATE = {"state": (int, 2**128), "inc": (int, 2**128)}
 RNG_FIELDS = {"has_uint32": (int, 2), "uinteger": (int, 2**32)}
@@ -61,6 +68,129 @@ RNG_FIELDS = {"has_uint32": (int, 2), "uinteger": (int, 2**32)}
 
 class CheckpointError(Exception):
     """A checkpoint cannot be read or written; the message says why in one line."""
+
+
+class History:
+    """The evaluations of a run, one row each: HISTORY_COLUMNS (iteration, characters seen,
+    smoothed train loss, validation loss or NaN when there is no held-out text, training
+    seconds), losses in nats per character. ``rows`` is the (n, 5) float64 array kept in the
+    checkpoint; indexing the History indexes it."""
+
+    def __init__(self, rows=None):
+        rows = np.zeros((0, len(HISTORY_COLUMNS))) if rows is None else rows
+        self.rows = np.array(rows, dtype=np.float64).reshape(-1, len(HISTORY_COLUMNS))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key):
+        return self.rows[key]
+
+    def __array__(self, dtype=None, copy=None):
+        return self.rows if dtype is None else self.rows.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"History({len(self)} evaluations)"
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.rows.shape
+
+    @property
+    def iteration(self) -> np.ndarray:
+        return self.rows[:, 0]
+
+    @property
+    def chars_seen(self) -> np.ndarray:
+        return self.rows[:, 1]
+
+    @property
+    def train_loss(self) -> np.ndarray:
+        return self.rows[:, 2]
+
+    @property
+    def val_loss(self) -> np.ndarray:
+        return self.rows[:, 3]
+
+    @property
+    def elapsed_seconds(self) -> np.ndarray:
+        return self.rows[:, 4]
+
+    @property
+    def last_val_loss(self) -> float:
+        """The latest validation loss (NaN if there is none)."""
+        return float(self.rows[-1, 3]) if len(self) else math.nan
+
+    def appended(self, iteration: int, chars_seen: int, train_loss: float, val_loss: float,
+                 elapsed_seconds: float) -> "History":
+        """A new History with one more row."""
+        row = [iteration, chars_seen, train_loss, val_loss, elapsed_seconds]
+        return History(np.vstack([self.rows, row]))
+
+    def up_to(self, count: int) -> "History":
+        return History(self.rows[:count])
+
+    def copy(self) -> "History":
+        return History(self.rows.copy())
+
+
+@dataclass
+class TrainingState:
+    """Where a run stands, saved as the checkpoint's ``state`` JSON.
+
+    ``position`` is the offset of the next window (the same in every stream);
+    ``elapsed_seconds`` is training time without evaluations and saves; ``text_sha256`` the
+    corpus's hash and ``corpus_files`` its files as ``[[name, sha256], ...]``;
+    ``train_chars`` the length of the training text (a pass over it is an epoch);
+    ``val_chars`` how many held-out characters each evaluation scores (a fixed sample when
+    the held-out text is longer), ``val_total_chars`` how many there are in all, and
+    ``full_val_loss`` the loss on all of them at the end of the run. Keys written by older
+    versions are read as they were; the newer ones are None in their files.
+    """
+    iteration: int = 0
+    position: int = 0
+    chars_seen: int = 0
+    smooth_loss: float = 0.0
+    elapsed_seconds: float = 0.0
+    rng_state: dict | None = None
+    text_sha256: str | None = None
+    best_val_loss: float | None = None
+    last_val_loss: float | None = None
+    blas_threads: int | None = None
+    corpus_files: list | None = None
+    train_chars: int | None = None
+    val_chars: int | None = None
+    val_total_chars: int | None = None
+    full_val_loss: float | None = None
+
+    ALWAYS_WRITTEN = ("iteration", "position", "chars_seen", "smooth_loss", "elapsed_seconds",
+                      "best_val_loss", "last_val_loss", "blas_threads")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainingState":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in names})
+
+    def to_dict(self) -> dict:
+        values = dataclasses.asdict(self)
+        return {key: value for key, value in values.items()
+                if value is not None or key in self.ALWAYS_WRITTEN}
+
+    # Mapping-style reading, as callers written when the state was a dict still do.
+    def get(self, key: str, default=None):
+        value = getattr(self, key, None) if key in self.__dataclass_fields__ else None
+        return default if value is None else value
+
+    def __getitem__(self, key: str):
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def keys(self):
+        return self.to_dict().keys()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.__dataclass_fields__ and getattr(self, key) is not None
 
 
 @dataclass
@@ -71,8 +201,14 @@ class Checkpoint:
     params: ParamSet
     optimizer_state: dict            # {slot: ParamSet}, the optimiser's (optim.py's SLOTS)
     carry: dict                      # {name: (B, H) array}: the state carried between windows
-    state: dict                      # see the module docstring
-    history: np.ndarray = field(default_factory=lambda: np.zeros((0, len(HISTORY_COLUMNS))))
+    state: TrainingState             # a dict is turned into one
+    history: History = field(default_factory=History)
+
+    def __post_init__(self):
+        if not isinstance(self.state, TrainingState):
+            self.state = TrainingState.from_dict(dict(self.state))
+        if not isinstance(self.history, History):
+            self.history = History(self.history)
 
     def network(self) -> Network:
         """The model's maths, as this checkpoint's settings describe it."""
@@ -90,7 +226,7 @@ class Checkpoint:
             "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
             "vocab": np.array(self.vocab.chars, dtype="<U1"),
             "config": np.array(json.dumps(self.config.to_dict(), sort_keys=True)),
-            "state": np.array(json.dumps(self.state, sort_keys=True)),
+            "state": np.array(json.dumps(self.state.to_dict(), sort_keys=True)),
             "history": np.asarray(self.history, dtype=np.float64).reshape(-1, len(HISTORY_COLUMNS)),
         }
         arrays.update(self.float_arrays())
@@ -251,7 +387,7 @@ def _checkpoint_from_arrays(arrays: dict[str, np.ndarray]) -> Checkpoint:
         params=network.params_from_arrays(loaded[PARAMS_PREFIX]),
         optimizer_state={slot: network.params_from_arrays(loaded[slot + "."]) for slot in slots},
         carry={name: value.copy() for name, value in loaded[CARRY_PREFIX].items()},
-        state=state, history=history.astype(np.float64))
+        state=TrainingState.from_dict(state), history=History(history))
 
 
 def check_state(state: dict) -> None:
@@ -271,6 +407,11 @@ def check_state(state: dict) -> None:
             raise ValueError(f"state.{name} should be {bounds}, not {shown_number(value)}")
     if not isinstance(state.get("text_sha256", ""), str):
         raise ValueError("state.text_sha256 should be a string")
+    files = state.get("corpus_files")
+    if files is not None and not (isinstance(files, list) and all(
+            isinstance(entry, list) and len(entry) == 2
+            and all(isinstance(part, str) for part in entry) for entry in files)):
+        raise ValueError("state.corpus_files should be a list of [name, sha256] pairs")
     if "rng_state" in state:
         _check_rng_state(state["rng_state"])
 

@@ -5,6 +5,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shlex
 import sys
 import time
@@ -17,10 +18,12 @@ from tqdm import tqdm
 from . import __version__
 from . import runfiles
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import (DEFAULT_LEARNING_RATES, DEFAULT_OPTIMIZERS, MAX_ITERS, TrainConfig,
-                     describe_model, resumed_config)
-from .data import (CorpusError, UndecodableTextError, UnknownCharactersError, encode_text,
-                   eval_stream_count, read_corpus)
+from .console import (StdoutError, check_stdout_shows, detach_stdout, emit,  # noqa: F401
+                      quiet_from_now, say, stdout_error, write_stream)
+from .config import (DEFAULT_LEARNING_RATES, DEFAULT_MAX_PASSES, DEFAULT_OPTIMIZERS,
+                     DEFAULT_SCHEDULES, MAX_ITERS, TrainConfig, describe_model)
+from .data import (STDIN, CorpusError, UndecodableTextError, UnknownCharactersError, corpus_name,
+                   encode_text, eval_stream_count, find_sources, read_sources, read_stdin_bytes)
 from .evaluate import chars_scored, perplexity_text, score_text
 from .export import (JSON_WARNING_BYTES, ExportError, check_export_output, default_output,
                      export_model, format_for)
@@ -36,7 +39,8 @@ from .plot import PlotUnavailable, plot_history
 from .runfiles import (RunFilesError, best_path, check_page_output, check_plot_output,
                        check_writer_page_output, claimed_run, history_path, plot_path,
                        prepare_run, training_checkpoint, viz_path, writer_page_path)
-from .train import Trainer, TrainingError, fit_to_text, run_training
+from .train import (Trainer, TrainingError, describe_sources, format_duration, loss_text,
+                    run_training, start_run)
 from .viz import PageSource, render_page, write_page
 
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
@@ -44,77 +48,8 @@ DEFAULTS = TrainConfig()
 EXIT_SIGNAL_BASE = 128   # a process stopped by signal N exits with 128 + N, by convention
 
 
-def say(message: str) -> None:
-    """A message for the user, on stderr (none with -q: only errors are shown then)."""
-    context = click.get_current_context(silent=True)
-    if context is None or not context.meta.get("charrnn.quiet"):
-        click.echo(message, err=True)
-
-
-def quiet_from_now(quiet: bool) -> None:
-    """-q: from here on say() prints nothing; errors still do."""
-    click.get_current_context().meta["charrnn.quiet"] = quiet
-
-
 def fail(message: str):
     raise click.ClickException(message)
-
-
-class StdoutError(click.ClickException):
-    """Stdout cannot take the output: closed, full, or unable to encode a character."""
-
-
-def stdout_error(error: BaseException | None) -> StdoutError:
-    """A one-line StdoutError for a failed write to stdout (None: stdout is closed).
-
-    Stdout is detached (see detach_stdout), so that the error is the only message."""
-    detach_stdout()
-    if isinstance(error, UnicodeEncodeError):
-        char = error.object[error.start:error.end][:1]
-        return StdoutError(
-            f"stdout's encoding ({error.encoding}) cannot show {char!r} (U+{ord(char):04X}); "
-            f"use a UTF-8 terminal, or set PYTHONIOENCODING=utf-8 (e.g. when writing to a file)")
-    if error is None:
-        return StdoutError("cannot write to stdout: it is closed")
-    return StdoutError(f"cannot write to stdout: {error.strerror or error}")
-
-
-def check_stdout_shows(text: str) -> None:
-    """Raise StdoutError now, before any work, if stdout is closed or cannot encode ``text``."""
-    out = sys.stdout
-    if out is None:
-        raise stdout_error(None)
-    try:
-        text.encode(out.encoding or "utf-8", out.errors or "strict")
-    except UnicodeEncodeError as error:
-        raise stdout_error(error) from None
-    except LookupError:   # an encoding Python cannot name: let the write decide
-        pass
-
-
-def emit(text: str) -> None:
-    """Print ``text`` and a newline on stdout, flushed; a failure is a one-line StdoutError."""
-    if sys.stdout is None:
-        raise stdout_error(None)
-    try:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
-    except BrokenPipeError:
-        raise
-    except (OSError, UnicodeEncodeError) as error:
-        raise stdout_error(error) from None
-
-
-def detach_stdout() -> None:
-    """Point file descriptor 1 at /dev/null, so that Python's last flush of what is still
-    buffered cannot fail again (and print a warning) after the error has been reported."""
-    try:
-        fd = sys.stdout.fileno()
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, fd)
-        os.close(devnull)
-    except (AttributeError, OSError, ValueError):   # no real stdout (closed, or a test's)
-        pass
 
 
 class CharrnnGroup(click.Group):
@@ -178,6 +113,26 @@ def default_checkpoint_for(text_file: str) -> str:
     return runfiles.default_checkpoint_for(text_file, DEFAULT_CHECKPOINT_DIR)
 
 
+class Duration(click.ParamType):
+    """A length of time, ``90s``, ``5m``, ``1h30m`` or ``1.5h``, in seconds (more than 0)."""
+    name = "duration"
+    PATTERN = re.compile(r"(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\d*)?)m)?(?:(\d+(?:\.\d*)?)s)?")
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        text = str(value).strip().lower()
+        match = self.PATTERN.fullmatch(text)
+        if not text or match is None or not any(match.groups()):
+            self.fail(f"{value!r} is not a duration: give a number with a unit, e.g. 90s, 5m, "
+                      f"1h30m.", param, ctx)
+        hours, minutes, seconds = (float(part) if part else 0.0 for part in match.groups())
+        total = hours * 3600 + minutes * 60 + seconds
+        if not (math.isfinite(total) and total > 0):
+            self.fail(f"{value!r} is not a duration longer than 0.", param, ctx)
+        return total
+
+
 class PositiveFloat(click.ParamType):
     """A finite number greater than 0 (click's FloatRange lets NaN and inf through)."""
     name = "float"
@@ -212,11 +167,16 @@ def range_help(text: str, default) -> str:
 
 
 @cli.command()
-@click.argument("text_file", metavar="TEXT_FILE")
-@click.argument("checkpoint_arg", metavar="[CHECKPOINT]", required=False)
+@click.argument("paths", metavar="CORPUS... [CHECKPOINT]", nargs=-1, required=True)
 @click.option("--checkpoint", "checkpoint_path", metavar="PATH",
-              help="Where to save the model (or give it as CHECKPOINT). "
-                   "[default: checkpoints/<TEXT_FILE stem>.npz]")
+              help="Where to save the model (or give it as CHECKPOINT, a last argument ending "
+                   "in .npz). [default: checkpoints/<first CORPUS's name>.npz]")
+@click.option("--include", metavar="GLOB", multiple=True,
+              help="In folders, read only the files whose name matches GLOB, e.g. '*.py' "
+                   "(repeatable). [default: every file but hidden ones]")
+@click.option("--time", "time_budget", type=Duration(), metavar="DURATION",
+              help="Train for this long in all, evaluations and saves included: 90s, 5m, "
+                   "1h30m. [default: 5m when --max-iters is not given]")
 @click.option("--resume", is_flag=True, help="Continue training the model saved at --checkpoint.")
 @click.option("--force", is_flag=True, help="Start a new model even if --checkpoint exists (overwrites it).")
 @click.option("--cell", type=click.Choice(list(CELLS)), metavar="rnn|lstm|gru",
@@ -242,15 +202,23 @@ def range_help(text: str, default) -> str:
                    + ", ".join(f"{rate:g} with {name}"
                                for name, rate in DEFAULT_LEARNING_RATES.items()) + "]")
 @click.option("--warmup-fraction", type=Fraction(), metavar="F",
-              help=range_help("First fraction of --max-iters over which the learning rate "
-                              "rises linearly to LR (0: start at LR).", DEFAULTS.warmup_fraction))
+              help="First fraction of the run over which the learning rate rises linearly to "
+                   "LR (0: start at LR). [default: " + ", ".join(
+                       f"{warmup:g} with {name}" for name, (warmup, _) in DEFAULT_SCHEDULES.items())
+                   + "]")
 @click.option("--decay-fraction", type=Fraction(), metavar="F",
-              help=range_help("Last fraction of --max-iters over which the learning rate "
-                              "falls linearly to 0 (0: no decay).", DEFAULTS.decay_fraction))
+              help="Last fraction of the run over which the learning rate falls linearly to 0 "
+                   "(0: no decay). [default: " + ", ".join(
+                       f"{decay:g} with {name}" for name, (_, decay) in DEFAULT_SCHEDULES.items())
+                   + "]")
 @click.option("--clip", type=POSITIVE, metavar="C",
               help=range_help("Clip gradients elementwise to [-C, C].", DEFAULTS.clip))
 @click.option("--max-iters", type=click.IntRange(min=1, max=MAX_ITERS), metavar="N",
-              help=range_help("Total iterations (a resumed run continues up to N).", DEFAULTS.max_iters))
+              help="Total iterations (a resumed run continues up to N); the same N and seed "
+                   "give the same model. [default: what fits in --time]")
+@click.option("--max-passes", type=POSITIVE, metavar="P",
+              help=f"At most P passes over the training text. [default: {DEFAULT_MAX_PASSES:g} "
+                   f"when --max-iters is not given]")
 @click.option("--val-fraction", type=Fraction(below_one=True), metavar="F",
               help=range_help("Fraction of the text, at its end, held out for validation.",
                               DEFAULTS.val_fraction))
@@ -271,24 +239,37 @@ def range_help(text: str, default) -> str:
               help="BLAS threads for the matrix products. [default: 1 for small models, "
                    "else one per core; use 1 on a busy machine]")
 @click.option("--quiet", "-q", is_flag=True,
-              help="No progress bar, samples or notes: only errors.")
-def train(text_file, checkpoint_arg, checkpoint_path, resume, force, threads, quiet, **options):
-    """Train a model on TEXT_FILE, saving checkpoints as it goes.
+              help="No progress bar, samples or notes: only errors (and, after Ctrl-C, how to "
+                   "resume).")
+def train(paths, checkpoint_path, resume, force, threads, quiet, include, time_budget,
+          **options):
+    """Train a model on CORPUS (files, folders, glob patterns, or - for standard input),
+    saving checkpoints as it goes.
 
     Ctrl-C saves the model and stops; run the same command with --resume to continue.
     """
+    started = time.monotonic()
     quiet_from_now(quiet)
     overrides = {name: value for name, value in options.items() if value is not None}
+    paths, checkpoint_arg = corpus_and_checkpoint(paths)
     checkpoint_path = (one_checkpoint(checkpoint_arg, checkpoint_path)
-                       or default_checkpoint_for(text_file))
+                       or default_checkpoint_for(corpus_name(paths[0])))
     if resume and force:
         fail("--resume and --force contradict each other: --resume continues the saved model, "
              "--force replaces it")
     try:
-        target = training_checkpoint(checkpoint_path, text_file)
+        sources = find_sources(paths, include)
+        stdin = read_stdin_bytes() if any(source.path is None for source in sources) else None
+        runfiles.check_outside_corpus(checkpoint_path,
+                                      [path for path in paths if path != STDIN])
+    except (CorpusError, RunFilesError) as error:
+        fail(str(error))
+    texts = [source.path for source in sources if source.path is not None]
+    try:
+        target = training_checkpoint(checkpoint_path, texts)
         # Held until the command ends, however it ends: the lock, and the folder if created.
         click.get_current_context().with_resource(
-            claimed_run(target, text_file, resume, force, note=say))
+            claimed_run(target, texts, resume, force, note=say))
     except RunFilesError as error:
         fail(str(error))
     if target != checkpoint_path:
@@ -296,63 +277,48 @@ def train(text_file, checkpoint_arg, checkpoint_path, resume, force, threads, qu
         checkpoint_path = target
 
     try:
-        if resume:
-            saved = load_checkpoint(checkpoint_path)
-            config = resumed_config(saved.config, overrides)
-            corpus = read_corpus(text_file, config.encoding, vocab=saved.vocab)
-        else:
-            saved = None
-            config = TrainConfig.for_new_run(**overrides)
-            corpus = read_corpus(text_file, config.encoding)
-            if len(corpus.vocab) < 2:
-                fail(f"{text_file} has a single distinct character ({corpus.vocab.chars[0]!r}): "
-                     f"there is nothing to learn")
-            unchosen = [name for name in ("batch_size", "seq_length") if name not in overrides]
-            config = fit_to_text(config, len(corpus.indices), adjustable=unchosen)
-        trainer = Trainer(config, corpus, saved)
-    except UnknownCharactersError as error:
-        fail(f"{text_file} has characters the checkpoint's model does not know ({error}); "
-             f"train a new model with --force")
-    except UndecodableTextError as error:
-        fail(f"{error.without_advice}; the model reads {config.encoding} text (fixed when "
-             f"resuming)" if resume else str(error))
-    except (CheckpointError, CorpusError, TrainingError, ValueError) as error:
-        fail(str(error))
-    note_byte_order_mark(text_file, corpus)
-    if saved is None and (config.batch_size, config.seq_length) != (
-            overrides.get("batch_size", DEFAULTS.batch_size),
-            overrides.get("seq_length", DEFAULTS.seq_length)):
-        say(f"note: {text_file} is short ({len(corpus.indices)} characters); using "
-            f"--batch-size {config.batch_size} --seq-length {config.seq_length}")
-    try:
+        run = start_run(sources, checkpoint_path, resume, overrides, time_budget, stdin, note=say)
         prepare_run(checkpoint_path, replacing=force, note=say)
-    except RunFilesError as error:
+    except (TrainingError, RunFilesError) as error:
         fail(str(error))
-    if saved is not None and saved.state.get("text_sha256") != corpus.sha256:
-        say(f"note: {text_file} differs from the text this model was trained on; "
-            f"its streams start again from the beginning")
-    if trainer.iteration >= config.max_iters:
-        say(f"{checkpoint_path} is already trained for {trainer.iteration} iterations; "
-            f"raise --max-iters to train further")
+    if run.finished:
         return
+    trainer, config = run.trainer, run.trainer.config
     choose_threads(trainer, threads)
-    verb = "resuming" if saved is not None else "training"
-    say(f"{verb} {checkpoint_path}: {len(corpus.vocab)} characters in the vocabulary, "
-        f"{len(corpus.indices):,} in the text, {trainer.params.flat.size:,} parameters, "
-        f"{config.optimizer} at a peak learning rate of {config.learning_rate:g}")
+    verb = "resuming" if run.resumed else "training"
+    files = f" in {len(run.corpus.documents):,} files" if len(run.corpus.documents) > 1 else ""
+    length = (f"for {format_duration(run.time_budget)}" if run.time_budget is not None
+              else f"to iteration {config.max_iters:,}")
+    say(f"{verb} {checkpoint_path} {length}: {len(run.corpus.vocab)} characters in the "
+        f"vocabulary, {len(run.corpus.indices):,} in the text{files}, "
+        f"{trainer.params.flat.size:,} parameters, {config.optimizer} at a peak learning rate "
+        f"of {config.learning_rate:g}")
 
     try:
         outcome = run_training(trainer, checkpoint_path, show_progress=not quiet,
-                               log=(lambda message: None) if quiet else None)
+                               log=(lambda message: None) if quiet else None,
+                               time_budget=run.time_budget, started=started)
     except (CheckpointError, TrainingError) as error:
         fail(str(error))
     if not outcome.finished:
-        command = ["charrnn", "train", text_file, "--checkpoint", checkpoint_path, "--resume"]
+        command = (["charrnn", "train", *paths] + [f"--include={glob}" for glob in include]
+                   + ["--checkpoint", checkpoint_path, "--resume"])
+        # Printed even with -q: it is how to get the model back.
         click.echo(f"interrupted at iteration {trainer.iteration}; saved {checkpoint_path}. "
                    f"To continue: {' '.join(shlex.quote(word) for word in command)}", err=True)
         sys.exit(EXIT_SIGNAL_BASE + outcome.signal_number)
-    say(f"done: iteration {trainer.iteration}, train loss {trainer.smooth_loss:.3f} nats/char, "
-        f"{describe_val(trainer.history)}; saved {checkpoint_path}")
+    say(f"done: iteration {trainer.iteration:,} ({trainer.passes:.1f} passes over the text), "
+        f"train loss {loss_text(trainer.smooth_loss)}, {describe_val(trainer)}; "
+        f"saved {checkpoint_path}")
+
+
+def corpus_and_checkpoint(arguments) -> tuple[list[str], str | None]:
+    """``train``'s and ``eval``'s arguments: the corpus paths, and a last argument ending in
+    .npz (after at least one path) as the checkpoint."""
+    arguments = list(arguments)
+    if len(arguments) >= 2 and arguments[-1].endswith(".npz"):
+        return arguments[:-1], arguments[-1]
+    return arguments, None
 
 
 def note_byte_order_mark(text_file: str, corpus) -> None:
@@ -380,16 +346,17 @@ def finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def nats_and_bits(nats: float, digits: int) -> str:
-    """``1.632 nats/char (2.354 bits)``: a loss per character in both units."""
-    return f"{nats:.{digits}f} nats/char ({nats / math.log(2):.{digits}f} bits)"
-
-
-def describe_val(history) -> str:
-    val = history[-1, 3] if len(history) else math.nan
+def describe_val(trainer) -> str:
+    """``validation loss 2.354 bits/char (1.632 nats) on all 111,539 held-out characters``."""
+    val = trainer.history.last_val_loss
     if math.isnan(val):
         return "no validation text"
-    return f"validation loss {nats_and_bits(val, 3)}"
+    total = len(trainer.val_indices)
+    if trainer.full_val_loss is None:
+        return f"validation loss {loss_text(val)} on all {total:,} held-out characters"
+    return (f"validation loss {loss_text(trainer.full_val_loss)} on all {total:,} held-out "
+            f"characters ({loss_text(val)} on the {len(trainer.val_sample):,} of each "
+            f"evaluation)")
 
 
 def latest_checkpoint() -> tuple[str, int]:
@@ -405,9 +372,11 @@ def latest_checkpoint() -> tuple[str, int]:
     return found[0], len(found)
 
 
-def checkpoint_choice(what: str, best: bool = False):
+def checkpoint_choice(what: str, best: bool = False, positional: bool = True):
     """The options that choose a command's checkpoint: ``[CHECKPOINT]`` or ``--checkpoint
-    PATH`` (see one_checkpoint), and ``--best`` where the command offers it."""
+    PATH`` (see one_checkpoint), and ``--best`` where the command offers it. Without
+    ``positional`` the command finds CHECKPOINT among its own arguments (eval, viz: see
+    corpus_and_checkpoint)."""
     def decorate(command):
         if best:
             command = click.option(
@@ -417,6 +386,8 @@ def checkpoint_choice(what: str, best: bool = False):
             "--checkpoint", "checkpoint_path", metavar="PATH",
             help=f"{what} (or give it as CHECKPOINT). "
                  f"[default: the latest checkpoint in checkpoints/]")(command)
+        if not positional:
+            return command
         return click.argument("checkpoint_arg", metavar="[CHECKPOINT]", required=False)(command)
     return decorate
 
@@ -452,8 +423,8 @@ def open_checkpoint(path: str | None, best: bool = False, mention_best: bool = F
         twin = best_path(runfiles.checkpoint_target(path))
         if best_loss is not None and last_loss is not None and best_loss < last_loss and (
                 os.path.isfile(twin)):
-            say(f"note: {twin} has a lower validation loss ({best_loss:.3f} nats/char) than this "
-                f"checkpoint's last ({last_loss:.3f}); add --best to use it")
+            say(f"note: {twin} has a lower validation loss ({loss_text(best_loss)}) than this "
+                f"checkpoint's last ({loss_text(last_loss)}); add --best to use it")
     return path, checkpoint
 
 
@@ -695,18 +666,6 @@ def run_interactive(vocab, samples_of, as_json: bool) -> None:
                     stopped=stopped)
 
 
-def write_stream(start: str, characters) -> None:
-    """Write ``start``, then the characters as they come, then one newline, to stdout."""
-    out = sys.stdout
-    out.write(start)
-    for i, char in enumerate(characters):
-        out.write(char)
-        if char == "\n" or i % 256 == 0:
-            out.flush()   # stream the text as it comes
-    out.write("\n")
-    out.flush()
-
-
 @cli.command()
 @checkpoint_choice("The checkpoint", best=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
@@ -733,11 +692,30 @@ def info(checkpoint_arg, checkpoint_path, best, as_json, quiet):
              f"vocabulary:        {len(checkpoint.vocab)} characters",
              f"model:             {describe_model(config)}",
              f"parameters:        {checkpoint.params.flat.size:,}",
-             f"train loss:        {state['smooth_loss']:.4f} nats/char (smoothed)"]
+             f"train loss:        {loss_text(state.smooth_loss, 4)}, smoothed"]
+    if state.train_chars:
+        lines.insert(3, f"passes:            {state.chars_seen / state.train_chars:.2f} over "
+                        f"the {state.train_chars:,} characters of training text")
+    if state.corpus_files is not None and len(state.corpus_files) > 1:
+        lines.insert(1, f"corpus:            {len(state.corpus_files):,} files, from "
+                        f"{state.corpus_files[0][0]} to {state.corpus_files[-1][0]}")
+    if config.time_budget:
+        passes = f", at most {config.max_passes:g} passes" if config.max_passes else ""
+        lines.insert(2, f"time budget:       {format_duration(config.time_budget)}{passes}: "
+                        f"{config.max_iters:,} iterations in all")
+    covers = ""
+    if state.val_chars is not None and state.val_total_chars is not None:
+        covers = (f" on all {state.val_total_chars:,} held-out characters"
+                  if state.val_chars >= state.val_total_chars else
+                  f" on a fixed sample of {state.val_chars:,} of the {state.val_total_chars:,} "
+                  f"held-out characters")
     for label, key in (("validation loss:", "last_val_loss"), ("best val. loss:", "best_val_loss")):
         value = state.get(key)
-        shown = nats_and_bits(value, 4) if value is not None else "-"
+        shown = loss_text(value, 4) + covers if value is not None else "-"
         lines.append(f"{label:<19}{shown}")
+    if state.full_val_loss is not None:
+        lines.append(f"{'all held out:':<19}{loss_text(state.full_val_loss, 4)} on all "
+                     f"{state.val_total_chars:,} held-out characters, at the end of the run")
     for name, description, count in checkpoint.network().layer_summary():
         lines.append(f"  {name + ':':<17}{description}, {count:,} parameters")
     lines.append(f"history:           {history_path(runfiles.checkpoint_target(path))} ({len(checkpoint.history)} evaluations)")
@@ -789,18 +767,21 @@ def describe_listed(path: str) -> tuple[str, ...]:
             bits("best_val_loss"), written)
 
 
-def read_known_text(checkpoint, text_file: str | None, skip_unknown: bool,
-                    text: str | None = None):
-    """The text to score or show (the file, or ``text`` given inline), encoded with the
-    checkpoint's vocabulary; unknown characters are a one-line error, or with
-    ``skip_unknown`` are left out and counted."""
-    name = text_file if text is None else "--text"
+def read_known_text(checkpoint, paths, skip_unknown: bool, text: str | None = None,
+                    include=()):
+    """The text to score or show (the corpus ``paths``, as train takes them, or ``text``
+    given inline), encoded with the checkpoint's vocabulary; unknown characters are a
+    one-line error, or with ``skip_unknown`` are left out and counted."""
+    name = "--text"
     try:
         if text is not None:
             corpus = encode_text(text, checkpoint.vocab, skip_unknown)
         else:
-            corpus = read_corpus(text_file, checkpoint.config.encoding, vocab=checkpoint.vocab,
-                                 skip_unknown=skip_unknown)
+            sources = find_sources(paths, include)
+            name = describe_sources(sources)
+            stdin = read_stdin_bytes() if any(source.path is None for source in sources) else None
+            corpus = read_sources(sources, checkpoint.config.encoding, vocab=checkpoint.vocab,
+                                  skip_unknown=skip_unknown, stdin=stdin)
     except UnknownCharactersError as error:
         fail(f"{name} has {error}; pass --skip-unknown to leave them out")
     except UndecodableTextError as error:
@@ -808,28 +789,36 @@ def read_known_text(checkpoint, text_file: str | None, skip_unknown: bool,
     except CorpusError as error:
         fail(str(error))
     if text is None:
-        note_byte_order_mark(text_file, corpus)
+        note_byte_order_mark(name, corpus)
+        if corpus.binary_skipped:
+            say(f"note: skipped {corpus.binary_skipped} file(s) that are not "
+                f"{checkpoint.config.encoding} text (binary, or bytes that do not decode)")
     return corpus
 
 
 @cli.command(name="eval")
-@click.argument("text_file", metavar="TEXT_FILE")
-@checkpoint_choice("Model to evaluate", best=True)
+@click.argument("paths", metavar="CORPUS... [CHECKPOINT]", nargs=-1, required=True)
+@checkpoint_choice("Model to evaluate", best=True, positional=False)
+@click.option("--include", metavar="GLOB", multiple=True,
+              help="In folders, read only the files whose name matches GLOB (repeatable).")
 @click.option("--skip-unknown", is_flag=True,
               help="Leave out characters the model does not know (they are counted) instead of failing.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no notes, only errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
-def evaluate(text_file, checkpoint_arg, checkpoint_path, best, skip_unknown, quiet, as_json):
-    """Score a model on TEXT_FILE: cross-entropy in nats and bits per character, perplexity.
+def evaluate(paths, checkpoint_path, best, include, skip_unknown, quiet, as_json):
+    """Score a model on CORPUS (files, folders, glob patterns, - for standard input, as for
+    train): cross-entropy in bits and nats per character, perplexity.
 
     Every character but the first is scored, each predicted from all the text before it
     (the same figure as training's validation loss).
     """
     quiet_from_now(quiet)
+    paths, checkpoint_arg = corpus_and_checkpoint(paths)
+    text_file = paths[0] if len(paths) == 1 else f"{paths[0]} and the rest"
     check_stdout_shows("")
     path, checkpoint = open_checkpoint(one_checkpoint(checkpoint_arg, checkpoint_path), best,
                                        mention_best=True)
-    corpus = read_known_text(checkpoint, text_file, skip_unknown)
+    corpus = read_known_text(checkpoint, paths, skip_unknown, include=include)
     streams = eval_stream_count(len(corpus.indices))
     set_blas_threads(threads_for(streams, checkpoint.config.hidden_size))
     with tqdm(total=chars_scored(len(corpus.indices)), unit="char", unit_scale=True, file=sys.stderr,
@@ -839,13 +828,14 @@ def evaluate(text_file, checkpoint_arg, checkpoint_path, best, skip_unknown, qui
     if result.count == 0:
         fail(f"{text_file} is too short to score (it needs at least 2 known characters)")
     if as_json:
-        emit(json.dumps({"text_file": text_file, "checkpoint": path, "nats_per_char":
-                         result.nats_per_char, "bits_per_char": result.bits_per_char,
-                         "perplexity": finite_or_none(result.perplexity), "characters_scored": result.count,
-                         "unknown_skipped": corpus.skipped}))
+        emit(json.dumps({"text_file": text_file, "checkpoint": path,
+                         "nats_per_char": result.nats_per_char,
+                         "bits_per_char": result.bits_per_char,
+                         "perplexity": finite_or_none(result.perplexity),
+                         "characters_scored": result.count, "unknown_skipped": corpus.skipped}))
         return
     skipped = f", {corpus.skipped:,} unknown skipped" if corpus.skipped else ""
-    emit(f"{result.nats_per_char:.4f} nats/char  {result.bits_per_char:.4f} bits/char  "
+    emit(f"{result.bits_per_char:.4f} bits/char  {result.nats_per_char:.4f} nats/char  "
          f"perplexity {perplexity_text(result.nats_per_char)}  ({result.count:,} characters "
          f"scored{skipped})")
 
@@ -910,8 +900,10 @@ VIZ_WARNING_BYTES = 20_000_000
 
 
 @cli.command()
-@click.argument("text_file", metavar="[TEXT_FILE]", required=False)
-@checkpoint_choice("Model to look inside", best=True)
+@click.argument("paths", metavar="[CORPUS...] [CHECKPOINT]", nargs=-1)
+@checkpoint_choice("Model to look inside", best=True, positional=False)
+@click.option("--include", metavar="GLOB", multiple=True,
+              help="In folders, read only the files whose name matches GLOB (repeatable).")
 @click.option("--text", "--prompt", "inline_text", metavar="TEXT",
               help="Show this text instead of a TEXT_FILE (--prompt: the same, the name "
                    "sample uses).")
@@ -923,8 +915,8 @@ VIZ_WARNING_BYTES = 20_000_000
 @click.option("--skip-unknown", is_flag=True,
               help="Leave out characters the model does not know (they are counted) instead of failing.")
 @click.option("--quiet", "-q", is_flag=True, help="No notes on stderr, only errors.")
-def viz(text_file, checkpoint_arg, checkpoint_path, best, inline_text, output, max_chars,
-        skip_unknown, quiet):
+def viz(paths, checkpoint_path, best, include, inline_text, output, max_chars, skip_unknown,
+        quiet):
     """Write an HTML page of what a model predicts and what its units track on a text.
 
     Each character shaded by its surprise (hover for the top 5 guesses), the text coloured by
@@ -933,22 +925,31 @@ def viz(text_file, checkpoint_arg, checkpoint_path, best, inline_text, output, m
     """
     quiet_from_now(quiet)
     if inline_text is not None:
-        if checkpoint_arg is not None:
+        if len(paths) > 1:
             raise click.UsageError("with --text, give at most one argument, the CHECKPOINT")
-        text_file, checkpoint_arg = None, text_file
-    elif text_file is None:
-        raise click.UsageError("give a TEXT_FILE, or the text with --text")
+        text_file, checkpoint_arg = None, (paths[0] if paths else None)
+    elif not paths:
+        raise click.UsageError("give a TEXT_FILE (or files, folders, -), or the text with --text")
+    else:
+        paths, checkpoint_arg = corpus_and_checkpoint(paths)
+        text_file = paths[0]
     check_stdout_shows("")
     path, checkpoint = open_checkpoint(one_checkpoint(checkpoint_arg, checkpoint_path), best,
                                        mention_best=True)
     output = output or viz_path(path)
     try:
-        check_page_output(output, path, text_file)
+        for text in ([] if text_file is None else paths):
+            if text != STDIN and os.path.isfile(text):
+                check_page_output(output, path, text)
+        if text_file is None:
+            check_page_output(output, path, None)
     except RunFilesError as error:
         fail(str(error))
     check_stdout_shows(output)   # the page's name is printed: before the page is written
-    corpus = read_known_text(checkpoint, text_file, skip_unknown, inline_text)
-    name = text_file if text_file is not None else "the text given with --text"
+    corpus = read_known_text(checkpoint, paths if text_file is not None else None, skip_unknown,
+                             inline_text, include=include)
+    name = ((text_file if len(paths) == 1 else f"{text_file} and the rest")
+            if text_file is not None else "the text given with --text")
     total = len(corpus.indices)
     if total < 2:
         fail(f"{name} is too short to show (it needs at least 2 known characters)")

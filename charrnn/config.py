@@ -27,11 +27,18 @@ INT_LIMITS = {"num_layers": MAX_LAYERS, "hidden_size": MAX_HIDDEN_SIZE,
 # Checkpoints written before a setting existed were trained as if it had these values.
 SETTINGS_BEFORE_THEY_EXISTED = {"warmup_fraction": 0.0, "decay_fraction": 0.0,
                                 "cell": "rnn", "num_layers": 1, "dropout": 0.0,
-                                "optimizer": "adagrad"}
+                                "optimizer": "adagrad", "time_budget": 0.0, "max_passes": 0.0}
 # The optimiser of each cell, and the peak learning rate of each optimiser, when the user
 # does not choose them: the settings that learnt most in 5 minutes (README's tables).
 DEFAULT_OPTIMIZERS = {"rnn": "adagrad", "lstm": "adam", "gru": "adam"}
 DEFAULT_LEARNING_RATES = {"adagrad": 0.07, "adam": 0.006}
+# The schedule of each optimiser (warm-up, cool-down fractions): Adam's best held the peak
+# rate for less of the run and cooled down over its second half (README's tables).
+DEFAULT_SCHEDULES = {"adagrad": (0.1, 0.25), "adam": (0.05, 0.5)}
+# How long a run is when the user gives no --max-iters or --time: a time budget, and at most
+# this many passes over the training text (a small text is learnt by heart long before).
+DEFAULT_TIME_BUDGET = 300.0
+DEFAULT_MAX_PASSES = 30.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,8 @@ class TrainConfig:
     decay_fraction: float = 0.25    # last fraction of max_iters: it falls to 0
     clip: float = 5.0               # gradients are clipped elementwise to [-clip, clip]
     max_iters: int = 36000          # total iterations; a resumed run continues up to it
+    time_budget: float = 0.0        # seconds the run may take (0: none); max_iters fits it
+    max_passes: float = 0.0         # at most this many passes over the training text (0: any)
     val_fraction: float = 0.1       # the last part of the text held out for validation
     eval_every: int = 500           # iterations between validation losses
     checkpoint_every: int = 500     # iterations between checkpoint writes
@@ -63,14 +72,17 @@ class TrainConfig:
     def for_new_run(cls, **settings) -> "TrainConfig":
         """The settings of a new run: ``settings`` over the defaults, the cell's default
         optimiser if none is given, and that optimiser's default learning rate if none is
-        given. Raises ValueError for a bad value."""
+        given, and that optimiser's schedule (DEFAULT_SCHEDULES) for the fractions not given.
+        Raises ValueError for a bad value."""
         if "optimizer" not in settings:
             cell = settings.get("cell", cls.cell)
             settings["optimizer"] = DEFAULT_OPTIMIZERS.get(cell, cls.optimizer)
-        if "learning_rate" not in settings:
-            optimizer = settings.get("optimizer", cls.optimizer)
-            if optimizer in DEFAULT_LEARNING_RATES:
-                settings["learning_rate"] = DEFAULT_LEARNING_RATES[optimizer]
+        optimizer = settings.get("optimizer", cls.optimizer)
+        if "learning_rate" not in settings and optimizer in DEFAULT_LEARNING_RATES:
+            settings["learning_rate"] = DEFAULT_LEARNING_RATES[optimizer]
+        warmup, decay = DEFAULT_SCHEDULES.get(optimizer, (cls.warmup_fraction, cls.decay_fraction))
+        settings.setdefault("warmup_fraction", warmup)
+        settings.setdefault("decay_fraction", decay)
         config = cls(**settings)
         config.validate()
         return config
@@ -124,6 +136,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.random_seed < 0:
             raise ValueError(f"random_seed must be 0 or more, not {self.random_seed}")
+        for name in ("time_budget", "max_passes"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number, 0 or more, not {value}")
         if self.sample_every < 0:
             raise ValueError(f"sample_every must be 0 or more, not {self.sample_every}")
         for name in ("warmup_fraction", "decay_fraction"):

@@ -6,13 +6,18 @@ matrices: a 100 MB text costs 100 MB, not 100 MB times V.
 from __future__ import annotations
 
 import codecs
+import dataclasses
+import fnmatch
+import glob
 import hashlib
+import io
 import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 
-from .runfiles import not_a_regular_file
+from .runfiles import is_charrnn_file, not_a_regular_file
 
 READ_BLOCK_BYTES = 1 << 22   # the corpus is read and decoded 4 MiB at a time
 MAX_CODE_POINT = 0x10FFFF
@@ -128,24 +133,62 @@ class Vocabulary:
         return "".join(self.chars[i] for i in np.asarray(indices).reshape(-1))
 
 
+DOCUMENT_BOUNDARY = "\x1c"   # ASCII "file separator": joins the documents of a many-file corpus
+STDIN = "-"                   # the corpus path that means standard input
+GLOB_CHARS = "*?["
+
+
+@dataclass(frozen=True)
+class Document:
+    """One file of a corpus: its name (as found), the SHA-256 of its bytes, and where its
+    characters sit in ``Corpus.indices`` (``start`` to ``end``, the boundary after it excluded)."""
+    name: str
+    sha256: str
+    start: int = 0
+    end: int = 0
+
+
+@dataclass(frozen=True)
+class Source:
+    """A file to read (``path``), or standard input (``path`` None); ``found`` is True for a
+    file found inside a folder (a binary one is then skipped, not an error). ``label`` is
+    what a checkpoint records of it: its path below the folder it was found in, or a named
+    file's own name, so that a corpus moved elsewhere is still the same corpus."""
+    name: str
+    path: str | None
+    found: bool = False
+    label: str = ""
+
+
 @dataclass
 class Corpus:
-    """An encoded text: ``indices`` (N,) into ``vocab``, and a SHA-256 of the file's bytes.
+    """An encoded text: ``indices`` (N,) into ``vocab``, and a SHA-256 of its bytes.
 
-    ``skipped`` counts characters left out because they were not in the vocabulary
-    (only when read with ``skip_unknown``); ``byte_order_mark`` is True when the text began
-    with one, which was left out.
+    A corpus of several files holds them in order, each followed (but the last) by
+    DOCUMENT_BOUNDARY; ``documents`` says where each one is. ``sha256`` is the one file's
+    hash, or for several, the hash of their names and hashes. ``skipped`` counts characters
+    left out because they were not in the vocabulary (only when read with ``skip_unknown``);
+    ``byte_order_mark`` is True when a file began with one, which was left out;
+    ``binary_skipped`` counts files found in folders that were not text.
     """
     vocab: Vocabulary
     indices: np.ndarray
     sha256: str
     skipped: int = 0
     byte_order_mark: bool = False
+    documents: tuple = ()
+    binary_skipped: int = 0
+
+    def file_list(self) -> list[list[str]]:
+        """``[[name, sha256], ...]``: what a checkpoint records of the files it learnt."""
+        return [[doc.name, doc.sha256] for doc in self.documents]
 
 
-def _decoded_blocks(path: str, encoding: str, found_bom: list | None = None):
+def _decoded_blocks(path: str, encoding: str, found_bom: list | None = None,
+                    data: bytes | None = None):
     """Yield ``(code_points, block)`` block by block; CorpusError on undecodable bytes.
 
+    ``data``: the bytes themselves (standard input, read once), named ``path`` in messages.
     A byte-order mark (U+FEFF) at the start of the text is left out (and True appended to
     ``found_bom``): it marks the encoding, it is not a character of the text. A lone surrogate
     (which utf-7, utf-16 variants or unicode-escape can produce) is refused, naming its
@@ -154,7 +197,7 @@ def _decoded_blocks(path: str, encoding: str, found_bom: list | None = None):
     decoder = codecs.getincrementaldecoder(text_encoding(encoding))(errors="strict")
     offset = chars = 0
     at_start = True
-    with open(path, "rb") as f:
+    with (open(path, "rb") if data is None else io.BytesIO(data)) as f:
         while True:
             block = f.read(READ_BLOCK_BYTES)
             final = not block
@@ -174,7 +217,7 @@ def _decoded_blocks(path: str, encoding: str, found_bom: list | None = None):
                     f"{reason}; if the file uses another encoding, pass --encoding", reason
                 ) from None
             if "\x00" in text:
-                raise CorpusError(f"{path} looks like a binary file (it contains NUL bytes), not text")
+                raise BinaryFileError(f"{path} looks like a binary file (it contains NUL bytes), not text")
             if at_start and text:
                 at_start = False
                 if text[0] == BYTE_ORDER_MARK:
@@ -197,15 +240,17 @@ def _decoded_blocks(path: str, encoding: str, found_bom: list | None = None):
                 return
 
 
+class BinaryFileError(CorpusError):
+    """A file holds NUL bytes: not text."""
+
+
 def read_corpus(path, encoding: str = "utf-8", vocab: Vocabulary | None = None,
                 skip_unknown: bool = False) -> Corpus:
-    """Read and encode a text file without holding more than one block of it as text.
+    """Read and encode one text file without holding more than one block of it as text.
 
     With ``vocab`` given (resuming, evaluating), the text is encoded with it, and characters
     outside it raise UnknownCharactersError, or with ``skip_unknown`` are left out and counted.
-    Otherwise the vocabulary is the sorted set of the text's characters. Two passes: the
-    first counts characters and builds the vocabulary, the second fills the preallocated
-    index array.
+    Otherwise the vocabulary is the sorted set of the text's characters. See read_sources.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -216,18 +261,80 @@ def read_corpus(path, encoding: str = "utf-8", vocab: Vocabulary | None = None,
     if kind:   # it is read twice, and a pipe or terminal cannot be: refuse it, never block
         raise CorpusError(f"{path} is {kind}, not a regular file; save the text to a file "
                           f"first")
+    return read_sources([Source(path, path)], encoding, vocab, skip_unknown)
 
-    digest = hashlib.sha256()
-    counts = np.zeros(MAX_CODE_POINT + 1, dtype=np.int64)
+
+def read_stdin_bytes(stream=None) -> bytes:
+    """All of standard input, as bytes; CorpusError if it is a terminal or empty."""
+    stream = stream if stream is not None else sys.stdin
+    if stream is None:
+        raise CorpusError("standard input is closed: pipe a text into it (cat a.txt | charrnn train -)")
+    if stream.isatty():
+        raise CorpusError("standard input is a terminal: pipe a text into it "
+                          "(cat a.txt | charrnn train -) or give a file")
+    data = getattr(stream, "buffer", stream).read()
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if not data:
+        raise CorpusError("standard input is empty")
+    return data
+
+
+def read_sources(sources, encoding: str = "utf-8", vocab: Vocabulary | None = None,
+                 skip_unknown: bool = False, stdin: bytes | None = None) -> Corpus:
+    """Read and encode the files of ``sources`` (see find_sources), one block at a time.
+
+    Two passes over the files, one at a time (never many open at once): the first hashes
+    each file, counts its characters and builds the vocabulary; the second fills one
+    preallocated index array (one byte per character for V <= 256), each file followed by
+    DOCUMENT_BOUNDARY but the last. A file found in a folder that is not text (NUL bytes, or
+    bytes the encoding cannot decode) is skipped and counted; a file named on its own is an
+    error. ``stdin``: the bytes of standard input, for the source whose path is None.
+    """
     found_bom: list = []
-    try:
-        for codes, block in _decoded_blocks(path, encoding, found_bom):
-            digest.update(block)
-            counts += np.bincount(codes, minlength=MAX_CODE_POINT + 1)
-    except OSError as error:
-        raise CorpusError(f"cannot read {path}: {error.strerror}") from None
-    if not counts.any():
-        raise CorpusError(f"{path} is empty")
+    kept, readable, binary = [], [], 0   # the sources that are text, and their Documents
+    counts = np.zeros(0, dtype=np.int64)
+    lengths = []
+    for source in sources:
+        digest = hashlib.sha256()
+        length = 0
+        file_counts = np.zeros(0, dtype=np.int64)
+        try:
+            for codes, block in _decoded_blocks(_where(source), encoding, found_bom,
+                                                _data(source, stdin)):
+                digest.update(block)
+                length += len(codes)
+                if len(codes):
+                    block_counts = np.bincount(codes)
+                    if len(block_counts) > len(file_counts):
+                        file_counts = np.pad(file_counts, (0, len(block_counts) - len(file_counts)))
+                    file_counts[:len(block_counts)] += block_counts
+        except (BinaryFileError, UndecodableTextError):
+            if not source.found:
+                raise
+            binary += 1
+            continue
+        except OSError as error:
+            raise CorpusError(f"cannot read {source.name}: {error.strerror}") from None
+        if length == 0:
+            if not source.found:
+                raise CorpusError(f"{source.name} is empty")
+            continue
+        if len(file_counts) > len(counts):
+            counts = np.pad(counts, (0, len(file_counts) - len(counts)))
+        counts[:len(file_counts)] += file_counts
+        kept.append(source)
+        readable.append(Document(source.label or source.name, digest.hexdigest()))
+        lengths.append(length)
+    if not readable:
+        raise CorpusError("no text file found" + (f" ({binary} binary file(s) skipped)"
+                                                  if binary else ""))
+    boundaries = len(readable) - 1
+    if boundaries:
+        code = ord(DOCUMENT_BOUNDARY)
+        if len(counts) <= code:
+            counts = np.pad(counts, (0, code + 1 - len(counts)))
+        counts[code] += boundaries
     present = np.flatnonzero(counts)
     skipped = 0
     if vocab is None:
@@ -238,22 +345,146 @@ def read_corpus(path, encoding: str = "utf-8", vocab: Vocabulary | None = None,
         vocab.encode_code_points(present)   # raises, naming every unknown character
 
     indices = np.empty(int(counts.sum()) - skipped, dtype=index_dtype(len(vocab)))
+    boundary = vocab.lookup(np.array([ord(DOCUMENT_BOUNDARY)]))[0]
     filled = 0
-    changed = CorpusError(f"{path} changed while it was being read; try again")
-    try:
-        for codes, _ in _decoded_blocks(path, encoding):
-            block_indices = vocab.lookup(codes)
-            if skipped:
-                block_indices = block_indices[block_indices >= 0]
-            if (block_indices < 0).any() or filled + len(block_indices) > len(indices):
+    documents = []
+    for number, (source, document) in enumerate(zip(kept, readable)):
+        changed = CorpusError(f"{source.name} changed while it was being read; try again")
+        start = filled
+        try:
+            for codes, _ in _decoded_blocks(_where(source), encoding, None, _data(source, stdin)):
+                block_indices = vocab.lookup(codes)
+                if skipped:
+                    block_indices = block_indices[block_indices >= 0]
+                if (block_indices < 0).any() or filled + len(block_indices) > len(indices):
+                    raise changed
+                indices[filled:filled + len(block_indices)] = block_indices
+                filled += len(block_indices)
+        except (BinaryFileError, UndecodableTextError):
+            raise changed from None
+        except OSError as error:
+            raise CorpusError(f"cannot read {source.name}: {error.strerror}") from None
+        if not skipped and filled - start != lengths[number]:
+            raise changed
+        documents.append(dataclasses.replace(document, start=start, end=filled))
+        if number < boundaries and boundary >= 0:
+            if filled >= len(indices):
                 raise changed
-            indices[filled:filled + len(block_indices)] = block_indices
-            filled += len(block_indices)
-    except OSError as error:
-        raise CorpusError(f"cannot read {path}: {error.strerror}") from None
+            indices[filled] = boundary
+            filled += 1
     if filled != len(indices):
-        raise changed
-    return Corpus(vocab, indices, digest.hexdigest(), skipped, byte_order_mark=bool(found_bom))
+        raise CorpusError(f"{kept[-1].name} changed while it was being read; try again")
+    if len(documents) == 1:
+        sha256 = documents[0].sha256
+    else:
+        sha256 = hashlib.sha256("".join(f"{doc.name}\0{doc.sha256}\n" for doc in documents)
+                                .encode("utf-8", "surrogateescape")).hexdigest()
+    return Corpus(vocab, indices, sha256, skipped, byte_order_mark=bool(found_bom),
+                  documents=tuple(documents), binary_skipped=binary)
+
+
+def _where(source: Source) -> str:
+    return source.path if source.path is not None else source.name
+
+
+def _data(source: Source, stdin: bytes | None) -> bytes | None:
+    if source.path is not None:
+        return None
+    if stdin is None:
+        raise CorpusError("standard input was not read")
+    return stdin
+
+
+def find_sources(paths, include=()) -> list[Source]:
+    """The files named by ``paths``, in order: a file as it is; a folder as every file below
+    it, recursively, sorted by path, hidden files and folders (``.git``) and charrnn's own
+    files (checkpoints, histories, exports, pages) left out, and with ``include`` patterns
+    only the files whose name (or path below the folder) matches one; a glob pattern as the
+    sorted files it matches; ``-`` as standard input. Raises CorpusError for a path that is
+    missing, a pattern that matches nothing, a folder with no file, or a file named twice."""
+    sources: list[Source] = []
+    seen: dict = {}
+
+    def add(source: Source) -> None:
+        key = STDIN if source.path is None else os.path.realpath(source.path)
+        if key in seen:
+            raise CorpusError(f"{source.name} is given twice"
+                              + (f" (also as {seen[key]})" if seen[key] != source.name else "")
+                              + "; give each file once")
+        seen[key] = source.name
+        sources.append(source)
+
+    for path in paths:
+        path = os.fspath(path)
+        if path == STDIN:
+            add(Source("<stdin>", None, label="<stdin>"))
+        elif os.path.isdir(path):
+            found = list(_walk(path, include))
+            if not found:
+                what = " matching --include" if include else ""
+                raise CorpusError(f"{path} holds no file{what} to read (hidden files and "
+                                  f"charrnn's own files are left out)")
+            for name in found:
+                add(Source(name, name, found=True, label=_label(name, path)))
+        elif os.path.lexists(path):
+            if not os.path.exists(path):
+                raise CorpusError(f"{path} is a broken symbolic link")
+            kind = not_a_regular_file(path)
+            if kind:   # read twice: a pipe or a terminal cannot be, refuse it, never block
+                raise CorpusError(f"{path} is {kind}, not a regular file; save the text to a "
+                                  f"file first, or pipe it in as - (standard input)")
+            add(Source(path, path, label=os.path.basename(path)))
+        elif any(char in path for char in GLOB_CHARS):
+            matches = sorted(glob.glob(path, recursive=True))
+            if not matches:
+                raise CorpusError(f"{path} matches no file")
+            for match in matches:
+                if os.path.isdir(match):
+                    for name in _walk(match, include):
+                        add(Source(name, name, found=True, label=_label(name, match)))
+                elif os.path.isfile(match) and not is_charrnn_file(match):
+                    add(Source(match, match, found=True, label=os.path.basename(match)))
+        else:
+            raise CorpusError(f"no such file or folder: {path}")
+    if not sources:
+        raise CorpusError(f"{' '.join(paths)} holds no file to read")
+    return sources
+
+
+def _label(path: str, folder: str) -> str:
+    """``songs/2019/a.txt`` for a file ``2019/a.txt`` below a folder named ``songs``."""
+    return os.path.join(os.path.basename(os.path.abspath(folder)), os.path.relpath(path, folder))
+
+
+def corpus_name(path: str) -> str:
+    """What a corpus path is called in a default checkpoint name: a file's own name, a
+    folder's name (``songs/`` -> ``songs``), the folder before a glob pattern's first
+    wildcard, ``stdin`` for ``-``."""
+    if path == STDIN:
+        return "stdin"
+    if not os.path.exists(path) and any(char in path for char in GLOB_CHARS):
+        cut = min(path.index(char) for char in GLOB_CHARS if char in path)
+        path = os.path.dirname(path[:cut]) or "corpus"
+    if os.path.isdir(path):
+        return os.path.basename(os.path.abspath(path)) or "corpus"
+    return path
+
+
+def _walk(folder: str, include=()):
+    """The files below ``folder``, sorted, without hidden ones or charrnn's own."""
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(name for name in dirs if not name.startswith("."))
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            path = os.path.join(root, name)
+            relative = os.path.relpath(path, folder)
+            if include and not any(fnmatch.fnmatch(name, pattern)
+                                   or fnmatch.fnmatch(relative, pattern) for pattern in include):
+                continue
+            if not os.path.isfile(path) or is_charrnn_file(path):
+                continue
+            yield path
 
 
 def encode_text(text: str, vocab: Vocabulary, skip_unknown: bool = False) -> Corpus:
@@ -279,6 +510,25 @@ def split_validation(indices: np.ndarray, val_fraction: float) -> tuple[np.ndarr
     """(train, validation): the validation part is the last ``val_fraction`` of the text."""
     n_val = validation_size(len(indices), val_fraction)
     return indices[:len(indices) - n_val], indices[len(indices) - n_val:]
+
+
+def split_corpus(corpus: Corpus, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) of a corpus: the last ``val_fraction`` of every file is held out,
+    so that validation covers every kind of text in a folder. Each part keeps the files in
+    order, joined by DOCUMENT_BOUNDARY. A one-file corpus splits as split_validation does."""
+    documents = corpus.documents
+    if len(documents) <= 1:
+        return split_validation(corpus.indices, val_fraction)
+    boundary = corpus.indices[documents[0].end:documents[0].end + 1]   # the boundary's index
+    train, val = [], []
+    for doc in documents:
+        cut = doc.end - validation_size(doc.end - doc.start, val_fraction)
+        train += [corpus.indices[doc.start:cut], boundary]
+        if cut < doc.end:
+            val += [corpus.indices[cut:doc.end], boundary]
+    # (the last boundary of each part ends nothing: left off)
+    empty = corpus.indices[:0]
+    return np.concatenate(train[:-1]), np.concatenate(val[:-1]) if val else empty
 
 
 def make_streams(indices: np.ndarray, num_streams: int) -> np.ndarray:

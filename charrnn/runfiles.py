@@ -137,17 +137,26 @@ def check_training_name(checkpoint_path: str) -> None:
             f"its own first (cp {checkpoint_path} {own}) and --resume that")
 
 
-def training_checkpoint(checkpoint_path: str, text_file: str) -> str:
+def _texts(text_file) -> list[str]:
+    """One text file's name, or the names of several (a corpus), as a list."""
+    return [text_file] if isinstance(text_file, str) else [path for path in text_file if path]
+
+
+def training_checkpoint(checkpoint_path: str, text_file) -> str:
     """The file a training run at ``checkpoint_path`` writes: checks the name
     (check_training_name) and, if it is a symbolic link, its target's name too, and returns
-    the target (see checkpoint_target). Raises RunFilesError."""
+    the target (see checkpoint_target). ``text_file``: a path, or a list of the corpus's.
+    Raises RunFilesError."""
+    texts = _texts(text_file)
     refuse_folder(checkpoint_path, "--checkpoint",
-                  os.path.basename(default_checkpoint_for(text_file, ".")))
+                  os.path.basename(default_checkpoint_for(texts[0] if texts else "model", ".")))
     check_training_name(checkpoint_path)
     target = checkpoint_target(checkpoint_path)
     if target == checkpoint_path:
         return target
-    if same_file(text_file, checkpoint_path):
+    linked = [text for text in _texts(text_file) if same_file(text, checkpoint_path)]
+    if linked:
+        text_file = linked[0]
         raise RunFilesError(f"{text_file} is the text to train on, and {checkpoint_path} is a "
                             f"link to it: training would overwrite it; choose another --checkpoint")
     try:
@@ -258,6 +267,26 @@ def is_writer_page(path: str) -> bool:
 def writer_page_path(checkpoint_path: str) -> str:
     """``run.npz`` -> ``run.page.html``: the default name of the page `charrnn page` writes."""
     return os.path.splitext(checkpoint_path)[0] + WRITER_PAGE_SUFFIX
+
+
+EXPORT_JSON_PREFIX = b'{"format": "charrnn-export"'   # how every JSON export begins
+
+
+def is_charrnn_file(path: str) -> bool:
+    """True for a file charrnn writes (checkpoint, history, viz page, plot, export, lock): never
+    text to learn. Only files with those names' endings are opened, and only their first bytes."""
+    name = os.path.basename(path)
+    if name.endswith((".npz", ".lock", ".tmp", ".safetensors")):
+        return name.endswith((".npz", ".safetensors")) or name.startswith(".")
+    if name.endswith(".csv"):
+        return is_charrnn_history(path)
+    if name.endswith(".html"):
+        return is_viz_page(path)
+    if name.endswith(".png"):
+        return is_png(path)
+    if name.endswith(".json"):
+        return _starts_with(path, EXPORT_JSON_PREFIX)
+    return False
 
 
 def is_png(path: str) -> bool:
@@ -654,7 +683,7 @@ def run_files(checkpoint_path: str) -> list[tuple[str, str]]:
             (history_path(checkpoint_path), "history")]
 
 
-def check_start(checkpoint_path: str, text_file: str, resume: bool, force: bool) -> None:
+def check_start(checkpoint_path: str, text_file, resume: bool, force: bool) -> None:
     """Refuse, before anything is written, a run that would lose or misuse a user's file.
 
     - the text must not be one of the run's files (same device and inode);
@@ -665,10 +694,11 @@ def check_start(checkpoint_path: str, text_file: str, resume: bool, force: bool)
       charrnn's own (a best model that is a checkpoint, a history with charrnn's header).
     """
     for path, what in run_files(checkpoint_path):
-        if same_file(text_file, path):
-            raise RunFilesError(f"{text_file} is the text to train on, and also this run's "
-                                f"{what} {path}: training would overwrite it; choose another "
-                                f"--checkpoint")
+        for text in _texts(text_file):
+            if same_file(text, path):
+                raise RunFilesError(f"{text} is the text to train on, and also this run's "
+                                    f"{what} {path}: training would overwrite it; choose "
+                                    f"another --checkpoint")
     if os.path.isdir(checkpoint_path):
         raise RunFilesError(f"{checkpoint_path} is a directory; give --checkpoint a file name "
                             f"ending in .npz")
@@ -760,7 +790,7 @@ def _make_folder(checkpoint_path: str, created: list[str]) -> None:
 
 
 @contextmanager
-def claimed_run(checkpoint_path: str, text_file: str, resume: bool, force: bool, note=None):
+def claimed_run(checkpoint_path: str, text_file, resume: bool, force: bool, note=None):
     """Claim the files of a run for the duration of the block.
 
     Checks check_start() before touching anything, then creates the folder, takes the lock
@@ -768,7 +798,7 @@ def claimed_run(checkpoint_path: str, text_file: str, resume: bool, force: bool,
     block, however it is left, releases the lock and removes the folders it created if they
     are still empty.
     """
-    check_current_folder(checkpoint_path, text_file)
+    check_current_folder(checkpoint_path, *_texts(text_file))
     check_start(checkpoint_path, text_file, resume, force)
     created: list[str] = []
     # SIGTERM and SIGHUP, until training takes them over, end the command through the
@@ -806,3 +836,19 @@ def prepare_run(checkpoint_path: str, replacing: bool, note=None) -> None:
                 raise RunFilesError(f"cannot remove {path}, which belongs to the model being "
                                     f"replaced: {error.strerror or error}") from None
             note(f"note: removed {path}, which belonged to the model being replaced")
+
+
+def check_outside_corpus(checkpoint_path: str, corpus_paths) -> None:
+    """Raise RunFilesError if the checkpoint (and so its twins and history) would be written
+    inside one of the corpus's folders: a run must not write into the text it reads."""
+    for path in corpus_paths:
+        if not os.path.isdir(path):
+            continue
+        try:
+            folder = os.path.realpath(os.path.dirname(os.path.abspath(checkpoint_path)))
+            corpus = os.path.realpath(path)
+        except OSError:   # the current folder is gone: claimed_run says so
+            return
+        if folder == corpus or folder.startswith(corpus.rstrip(os.sep) + os.sep):
+            raise RunFilesError(f"{checkpoint_path} is inside the corpus folder {path}; give "
+                                f"--checkpoint a path outside it")

@@ -125,7 +125,7 @@ def esc(value) -> str:
 def loss_text(nats) -> str:
     if nats is None or not math.isfinite(nats):
         return "-"
-    return f"{nats:.4f} nats/char ({nats / math.log(2):.4f} bits)"
+    return f"{nats / math.log(2):.4f} bits/char ({nats:.4f} nats)"
 
 
 def headline_html(inspection: Inspection, source: PageSource) -> str:

@@ -252,8 +252,16 @@ def test_absurdly_large_counts_are_one_line_errors(tmp_path, option):
 
 def test_resume_on_a_short_text_does_not_advise_changing_fixed_sizes(tmp_path, trained):
     _, _, model = trained
-    (tmp_path / "m.npz").write_bytes(model.read_bytes())
     (tmp_path / "short.txt").write_text("the dog", encoding="utf-8")
+    # A checkpoint that records its corpus refuses another text, naming what changed.
+    (tmp_path / "m.npz").write_bytes(model.read_bytes())
+    message = one_line_error(run("train", tmp_path / "short.txt", "--checkpoint",
+                                 tmp_path / "m.npz", "--resume", "-q"))
+    assert "corpus changed" in message and "short.txt is new" in message, message
+    # One from before 0.5.0 (no file list) goes on to the text's sizes, which are fixed.
+    checkpoint = load_checkpoint(model)
+    older = dataclasses.replace(checkpoint.state, corpus_files=None)
+    save_checkpoint(tmp_path / "m.npz", dataclasses.replace(checkpoint, state=older))
     message = one_line_error(run("train", tmp_path / "short.txt", "--checkpoint",
                                  tmp_path / "m.npz", "--resume", "-q"))
     assert not re.search("--batch-size|--seq-length|--val-fraction", message), message

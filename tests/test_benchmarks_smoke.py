@@ -105,10 +105,33 @@ def test_eval_exactness_quick_prints_its_table():
     assert "exact" in output and "batched" in output
 
 
+def test_bench_time_budget_quick_prints_the_wall_clock_against_the_budget():
+    output = run_benchmark("bench_time_budget.py")
+    header_line(output, "budget", "wall clock s", "x budget", "iterations", "followed pace")
+    rows = [line.split() for line in output.splitlines() if line.strip().startswith(("3s", "5s"))]
+    assert [row[0] for row in rows] == ["3s", "5s"]
+    assert all(float(row[2]) > 0 for row in rows)
+
+
+def test_bench_eval_share_quick_prints_before_and_after():
+    output = run_benchmark("bench_eval_share.py")
+    header_line(output, "evaluations", "characters scored", "seconds each", "share of a run")
+    assert "before: all held out" in output and "after: a fixed sample" in output
+    assert "131,072" in output
+
+
+def test_bench_defaults_quick_prints_three_text_sizes():
+    output = run_benchmark("bench_defaults.py")
+    header_line(output, "text", "iterations", "passes", "val bits/char", "wall clock s")
+    for size in ("30k", "100k", "300k"):
+        assert any(line.split()[:1] == [size] for line in output.splitlines())
+
+
 @pytest.mark.parametrize("script", ["bench_train.py", "bench_sample.py", "bench_corpus.py",
                                     "bench_memory.py", "bench_cells.py", "bench_busy.py",
                                     "eval_exactness.py", "tune.py",
-                                    "bench_sampling_quality.py"])
+                                    "bench_sampling_quality.py", "bench_time_budget.py",
+                                    "bench_eval_share.py", "bench_defaults.py"])
 def test_help_describes_the_quick_mode(script):
     done = subprocess.run([sys.executable, os.path.join(BENCHMARKS, script), "--help"],
                           capture_output=True, text=True, cwd=REPO, timeout=60)

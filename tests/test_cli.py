@@ -135,11 +135,16 @@ def test_train_writes_default_checkpoint_history_and_best(workdir):
     assert [int(line.split(",")[0]) for line in lines[1:]] == [7, 14, 20]
 
 
-def test_train_progress_bar_goes_to_stderr(workdir):
+def test_train_progress_goes_to_stderr_as_plain_lines_off_a_terminal(workdir):
+    """CliRunner's stderr is not a terminal: a plain line (here only the last, the run being
+    shorter than PLAIN_PROGRESS_SECONDS), never a bar redrawn with carriage returns."""
     args = [a for a in SMALL if a != "-q"]
     result = run("train", "text.txt", *args, "--max-iters", "10")
     assert result.stdout == ""
-    assert "10/10" in result.stderr
+    assert "\r" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("iteration ")]
+    assert len(lines) == 1 and lines[0].startswith("iteration 10 of 10 (pass ")
+    assert "bits/char" in lines[0]
 
 
 def test_train_checkpoint_option_and_dtype(workdir):
@@ -449,12 +454,16 @@ def test_info_reports_the_checkpoint(model):
     assert first_number(value_on_line(out, "vocabulary")) == V == len(TEXT_CHARS)
     assert first_number(value_on_line(out, "parameters")) == H * V + H * H + V * H + H + V
     assert first_number(value_on_line(out, "iteration")) == checkpoint.state["iteration"] == 60
+    # Losses in bits per character first (nats / ln 2), nats beside them.
     assert first_number(value_on_line(out, "train loss")) == pytest.approx(
-        checkpoint.state["smooth_loss"], abs=5.1e-4)
+        checkpoint.state["smooth_loss"] / math.log(2), abs=5.1e-4)
+    assert "bits/char" in value_on_line(out, "train loss")
     assert first_number(value_on_line(out, "validation loss")) == pytest.approx(
-        checkpoint.history[-1, 3], abs=5.1e-4)
+        checkpoint.history.val_loss[-1] / math.log(2), abs=5.1e-4)
     assert first_number(value_on_line(out, "best")) == pytest.approx(
-        np.nanmin(checkpoint.history[:, 3]), abs=5.1e-4)
+        np.nanmin(checkpoint.history.val_loss) / math.log(2), abs=5.1e-4)
+    passes = checkpoint.state.chars_seen / checkpoint.state.train_chars
+    assert first_number(value_on_line(out, "passes")) == pytest.approx(passes, abs=0.006)
     assert "model.csv" in value_on_line(out, "history")
     for name, value in checkpoint.config.to_dict().items():
         assert re.search(rf"{name}\W+{re.escape(str(value))}\b", out), name

@@ -49,7 +49,7 @@ def test_list_shows_every_model_newest_first_with_its_figures(models):
         assert f"{state['iteration']} of {checkpoint.config.max_iters}" in line
         assert f"{state['last_val_loss'] / math.log(2):.3f}" in line
         assert f"{state['best_val_loss'] / math.log(2):.3f}" in line
-        assert f"hidden size 8" in line
+        assert "hidden size 8" in line
     assert "1-layer gru" in lines[1] and "1-layer rnn" in lines[2]
     assert result.stderr == ""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import zipfile
 
@@ -100,8 +101,7 @@ def test_format_1_evaluates_to_the_exact_cross_entropy_of_its_text(format1):
     total, _, _ = reference.loss_fun(indices[:-1], indices[1:],
                                      np.zeros((len(params["Whh"]), 1)), params)
     exact = total / (len(text) - 1)
-    shown = result.stdout.split()
-    nats, bits = float(shown[0]), float(shown[2])
+    nats, bits = eval_figure(result.stdout, "nats/char"), eval_figure(result.stdout, "bits/char")
     # within the printed precision (4 decimals), the batched figure's measured distance from
     # the exact one (tests/test_evaluate.py's EXACTNESS, 2e-6) and float32 arithmetic
     assert abs(nats - exact) <= 5e-5 + 2e-6 + 1e-5
@@ -111,7 +111,8 @@ def test_format_1_evaluates_to_the_exact_cross_entropy_of_its_text(format1):
     assert score.count == len(text) - 1
     assert abs(score.nats_per_char - exact) <= 2e-6 + 1e-6   # measured here: 7e-9
     assert f"({len(text) - 1:,} characters scored)" in result.stdout
-    assert fixture_text("eval.txt").split()[0] != f"{exact:.4f}"   # 0.2.0's figure was not it
+    # 0.2.0's figure was not it
+    assert eval_figure(fixture_text("eval.txt"), "nats/char") != float(f"{exact:.4f}")
 
 
 def test_format_1_resumes_as_release_0_2_0(format1):
@@ -324,7 +325,7 @@ def test_every_command_works_for_every_cell(tmp_path):
         assert len(sampled.stdout) == len("To be") + 30 + 1
         scored = run("eval", text, "--checkpoint", path)
         assert scored.exit_code == 0 and "nats/char" in scored.stdout
-        nats = float(scored.stdout.split()[0])
+        nats = eval_figure(scored.stdout, "nats/char")
         assert math.isfinite(nats) and 0 < nats < math.log(len(set(text.read_text()))) + 0.5
         described = run("info", path)
         assert described.exit_code == 0
@@ -368,7 +369,8 @@ def test_a_0_3_0_gru_is_an_adagrad_model_that_samples_and_evaluates_as_0_3_0(gru
     assert ours.exit_code == 0 and ours.stdout == their_sample
     ours = run("eval", gru030 / "text.txt", "--checkpoint", gru030 / "gru.npz")
     assert ours.exit_code == 0
-    assert ours.stdout.split()[:2] == fixture_text("eval.txt", GRU_030).split()[:2]
+    for unit in ("nats/char", "bits/char"):   # (0.3.0 printed nats first, 0.5.0 bits)
+        assert eval_figure(ours.stdout, unit) == eval_figure(fixture_text("eval.txt", GRU_030), unit)
 
 
 def test_a_0_3_0_gru_resumes_with_adagrad_as_0_3_0_did(gru030):
@@ -389,3 +391,10 @@ def test_a_0_3_0_gru_resumes_with_adagrad_as_0_3_0_did(gru030):
     for key in ("iteration", "position", "chars_seen", "rng_state", "text_sha256"):
         assert state[key] == their_state[key], key
     assert state["smooth_loss"] == pytest.approx(their_state["smooth_loss"], rel=1e-6)
+
+
+def eval_figure(line: str, unit: str) -> float:
+    """The number before ``unit`` ("nats/char", "bits/char") in a line `charrnn eval` printed."""
+    match = re.search(r"([0-9.]+) " + re.escape(unit), line)
+    assert match, line
+    return float(match.group(1))

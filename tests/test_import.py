@@ -233,7 +233,7 @@ def test_readme_round_trip_through_torch(torch, capsys, cell):
     before = score_text(checkpoint.network(), checkpoint.params, indices).nats_per_char
     assert ours < before - 0.1                     # the 100 steps taught it something
     shown = CliRunner().invoke(cli, ["eval", "more.txt", "trained.npz", "-q"])
-    assert shown.stdout.startswith(f"{torch_loss:.4f} nats/char")
+    assert f"  {torch_loss:.4f} nats/char  " in shown.stdout
     # it samples, vizzes, exports and trains on like any checkpoint
     sampled = CliRunner().invoke(cli, ["sample", "trained.npz", "-n", "50", "--random-seed", "1"])
     assert sampled.exit_code == 0 and len(sampled.stdout) == 51

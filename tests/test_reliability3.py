@@ -296,10 +296,10 @@ def test_a_number_too_long_for_python_to_read_is_named(model):
 @pytest.mark.parametrize("column,value", [(0, np.inf), (1, np.nan), (2, -np.inf), (4, np.inf)])
 def test_a_history_with_numbers_that_cannot_be_written_is_refused(model, column, value):
     checkpoint = load_checkpoint(model)
-    checkpoint.history[0, column] = value
+    checkpoint.history.rows[0, column] = value
     with np.load(model) as npz:
         arrays = {name: npz[name] for name in npz.files}
-    arrays["history"] = checkpoint.history
+    arrays["history"] = checkpoint.history.rows
     np.savez("bad.npz", **arrays)
     message = one_line_error(run("info", "bad.npz"))
     assert "bad.npz" in message and "history column" in message
@@ -307,7 +307,7 @@ def test_a_history_with_numbers_that_cannot_be_written_is_refused(model, column,
 
 def test_a_history_without_validation_losses_still_loads(model):
     checkpoint = load_checkpoint(model)
-    checkpoint.history[:, 3] = np.nan   # a run with --val-fraction 0
+    checkpoint.history.rows[:, 3] = np.nan   # a run with --val-fraction 0
     save_checkpoint("noval.npz", checkpoint)
     assert np.isnan(load_checkpoint("noval.npz").history[:, 3]).all()
 
@@ -330,7 +330,9 @@ def test_a_model_trained_at_a_reckless_rate_evaluates_and_shows(model):
     assert result.exit_code == 0, result.output
     result = run("eval", "t.txt", "wild.npz", "-q")
     assert result.exit_code == 0, result.output
-    nats = float(result.stdout.split()[0])
+    shown = result.stdout.split()
+    assert shown[3] == "nats/char", result.stdout
+    nats = float(shown[2])
     assert nats > 709.8, result.stdout   # beyond exp()'s range: the case being tested
     assert f"perplexity e^{nats:.4f} (too large for a float)" in result.stdout
     result = run("viz", "t.txt", "wild.npz", "-o", "wild.html", "-q")

@@ -134,10 +134,10 @@ def write_page(tmp_path, text: str, checkpoint, *options, name="page.html") -> t
 
 def eval_numbers(text_file, checkpoint, *options) -> dict:
     stdout = run("eval", text_file, checkpoint, "-q", *options).stdout
-    match = re.fullmatch(r"([0-9.]+) nats/char  ([0-9.]+) bits/char  perplexity ([0-9.]+)  "
+    match = re.fullmatch(r"([0-9.]+) bits/char  ([0-9.]+) nats/char  perplexity ([0-9.]+)  "
                          r"\(([0-9,]+) characters scored(?:, ([0-9,]+) unknown skipped)?\)\n", stdout)
     assert match, stdout
-    return {"nats": match.group(1), "bits": match.group(2), "count": match.group(4),
+    return {"nats": match.group(2), "bits": match.group(1), "count": match.group(4),
             "skipped": match.group(5)}
 
 
