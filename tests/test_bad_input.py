@@ -343,7 +343,8 @@ def test_top_k_equal_to_the_vocabulary_is_fine(model):
     size = len(load_checkpoint(checkpoint).vocab)
     result = run("sample", "--checkpoint", checkpoint, "--top-k", size, "-n", "10")
     assert result.exit_code == 0, result.output
-    assert len(result.stdout.rstrip("\n")) == 10
+    # the text and one newline (the text itself may end in a newline: no rstrip)
+    assert result.stdout.endswith("\n") and len(result.stdout) == 10 + 1
 
 
 def test_zero_length_prints_the_seed_alone(model):
@@ -684,7 +685,7 @@ def test_default_seed_is_empty_and_random_sampling_works(model):
     _, checkpoint = model
     result = run("sample", "--checkpoint", checkpoint, "-n", "25", "--random-seed", "3")
     assert result.exit_code == 0, result.output
-    assert len(result.stdout.rstrip("\n")) == 25
+    assert result.stdout.endswith("\n") and len(result.stdout) == 25 + 1
 
 
 # --------------------------------------------------------------------------- faults in training
