@@ -57,7 +57,7 @@ STATE_NUMBERS = {"iteration": (int, MAX_ITERS, True), "position": (int, MAX_COUN
                  "elapsed_seconds": (float, 10**12, True),
                  "best_val_loss": (float, sys.float_info.max, False),
                  "last_val_loss": (float, sys.float_info.max, False),
-                 "blas_threads": (int, 4096, False),
+                 "blas_threads": (int, 4096, False), "stream_groups": (int, 4096, False),
                  "train_chars": (int, MAX_COUNT, False), "val_chars": (int, MAX_COUNT, False),
                  "val_total_chars": (int, MAX_COUNT, False),
                  "full_val_loss": (float, sys.float_info.max, False)}
@@ -144,7 +144,9 @@ class TrainingState:
     ``train_chars`` the length of the training text (a pass over it is an epoch);
     ``val_chars`` how many held-out characters each evaluation scores (a fixed sample when
     the held-out text is longer), ``val_total_chars`` how many there are in all, and
-    ``full_val_loss`` the loss on all of them at the end of the run. Keys written by older
+    ``full_val_loss`` the loss on all of them at the end of the run; ``stream_groups`` how
+    many groups the batch's streams are computed in (see model/groups.py; None before 0.5.0:
+    one, with ``blas_threads`` BLAS threads). Keys written by older
     versions are read as they were; the newer ones are None in their files.
     """
     iteration: int = 0
@@ -162,6 +164,7 @@ class TrainingState:
     val_chars: int | None = None
     val_total_chars: int | None = None
     full_val_loss: float | None = None
+    stream_groups: int | None = None
 
     ALWAYS_WRITTEN = ("iteration", "position", "chars_seen", "smooth_loss", "elapsed_seconds",
                       "best_val_loss", "last_val_loss", "blas_threads")
@@ -400,7 +403,7 @@ def check_state(state: dict) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
             raise ValueError(f"state.{name} should be a{'' if required else ' null or a'} "
                              f"{'whole number' if kind is int else 'number'}, not {value!r:.40}")
-        least = 1 if name == "blas_threads" else 0
+        least = 1 if name in ("blas_threads", "stream_groups") else 0
         if not least <= value <= most:   # (exact for huge integers, and false for NaN)
             bounds = (f"a finite number of at least {least}" if most == sys.float_info.max
                       else f"a number from {least} to {most:,}")

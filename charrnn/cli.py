@@ -34,12 +34,12 @@ from .optim import OPTIMIZERS
 from .page import WARN_PAGE_BYTES, PageError, PageSettings, check_page_size, render_writer_page
 from .prompts import PromptError, read_prompt_file, read_prompt_stream
 from .sample import Settings, continuation
-from .threads import set_blas_threads, threads_for, training_threads
+from .threads import set_blas_threads, threads_for
 from .plot import PlotUnavailable, plot_history
 from .runfiles import (RunFilesError, best_path, check_page_output, check_plot_output,
                        check_writer_page_output, claimed_run, history_path, plot_path,
                        prepare_run, training_checkpoint, viz_path, writer_page_path)
-from .train import (Trainer, TrainingError, describe_sources, format_duration, loss_text,
+from .train import (TrainingError, describe_sources, format_duration, loss_text,
                     run_training, start_run)
 from .viz import PageSource, render_page, write_page
 
@@ -284,7 +284,8 @@ def train(paths, checkpoint_path, resume, force, threads, quiet, include, time_b
     if run.finished:
         return
     trainer, config = run.trainer, run.trainer.config
-    choose_threads(trainer, threads)
+    for message in trainer.use_threads(threads):
+        say(f"note: {message}")
     verb = "resuming" if run.resumed else "training"
     files = f" in {len(run.corpus.documents):,} files" if len(run.corpus.documents) > 1 else ""
     length = (f"for {format_duration(run.time_budget)}" if run.time_budget is not None
@@ -300,6 +301,8 @@ def train(paths, checkpoint_path, resume, force, threads, quiet, include, time_b
                                time_budget=run.time_budget, started=started)
     except (CheckpointError, TrainingError) as error:
         fail(str(error))
+    finally:
+        trainer.close()
     if not outcome.finished:
         command = (["charrnn", "train", *paths] + [f"--include={glob}" for glob in include]
                    + ["--checkpoint", checkpoint_path, "--resume"])
@@ -325,20 +328,6 @@ def note_byte_order_mark(text_file: str, corpus) -> None:
     if corpus.byte_order_mark:
         say(f"note: {text_file} starts with a byte-order mark (U+FEFF); it marks the encoding, "
             f"it is not part of the text, and was left out")
-
-
-def choose_threads(trainer: Trainer, requested: int | None) -> None:
-    """Set the BLAS thread count: the user's, else the resumed run's, else by model size.
-
-    float32 results differ in their last bits with another thread count, so a resumed run
-    keeps the count it was trained with unless told otherwise.
-    """
-    count, notes = training_threads(requested, trainer.blas_threads, trainer.config.batch_size,
-                                    trainer.config.hidden_size)
-    for note in notes:
-        say(f"note: {note}")
-    set_blas_threads(count)
-    trainer.blas_threads = count
 
 
 def finite_or_none(value: float) -> float | None:

@@ -90,7 +90,7 @@ def training_threads(requested: int | None, saved: int | None, batch_size: int,
         notes.append(f"--threads {requested} is more than the {cores} usable core(s); "
                      f"using {cores}")
         requested = cores
-    from_environment = blas_threads() if _user_chose_threads() else None
+    from_environment = blas_threads() if user_chose_threads() else None
     count = requested or from_environment or saved or threads_for(batch_size, hidden_size)
     count = min(count, cores)
     if saved is not None and count != saved:
@@ -99,7 +99,7 @@ def training_threads(requested: int | None, saved: int | None, batch_size: int,
     return count, notes
 
 
-def _user_chose_threads() -> bool:
+def user_chose_threads() -> bool:
     return any(os.environ.get(name) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"))
 
 
@@ -113,7 +113,7 @@ def threads_for(batch_size: int, hidden_size: int) -> int:
     thread count changes float32 results in the last bits (BLAS splits the products
     differently), so a resumed run must use the same count to continue bit for bit.
     """
-    if _user_chose_threads():
+    if user_chose_threads():
         return blas_threads() or 1
     if batch_size * hidden_size * hidden_size < SINGLE_THREAD_BELOW:
         return 1

@@ -23,9 +23,12 @@ from .data import (Corpus, CorpusError, UndecodableTextError, UnknownCharactersE
                    validation_size)
 from .evaluate import score_text
 from .model import Network
+from .model.groups import GroupedStep, group_count
 from .optim import OPTIMIZERS, clip_gradients, make_optimizer, scheduled_learning_rate
 from .runfiles import atomic_file, best_path, history_path
 from .sample import generate
+from .threads import (SINGLE_THREAD_BELOW, set_blas_threads, training_threads, usable_cores,
+                      user_chose_threads)
 
 LOSS_SMOOTHING = 0.99          # smooth_loss = 0.99 * smooth_loss + 0.01 * loss, per iteration
 TRAINING_SAMPLE_LENGTH = 200   # characters shown by --sample-every
@@ -119,9 +122,12 @@ class Trainer:
             if state.text_sha256 != corpus.sha256 or self.position >= len(self.streams):
                 # Another text (or an edited one): the old stream positions mean nothing here.
                 self.position = 0
-        # The BLAS thread count the run uses: float32 products differ in their last bits with
-        # another count, so it is saved and a resumed run reuses it.
+        # How the run computes a window (see use_threads), fixed when it starts and saved:
+        # float32 results differ in their last bits with another split of the work.
         self.blas_threads = checkpoint.state.blas_threads if checkpoint else None
+        self.stream_groups = checkpoint.state.stream_groups if checkpoint else None
+        self.resumed = checkpoint is not None
+        self.grouped_step: GroupedStep | None = None
         self.grads = self.params.zeros_like()
         self.optimizer = make_optimizer(
             config.optimizer, {slot: values.flat for slot, values in self.optimizer_state.items()},
@@ -141,6 +147,60 @@ class Trainer:
         """The iteration count at which the run has made ``passes`` passes over its text."""
         return max(1, math.ceil(passes * self.train_chars / self.chars_per_iteration))
 
+    def use_threads(self, requested: int | None = None) -> list[str]:
+        """Choose how windows are computed, and return notes for the user about the choice.
+
+        A new run whose recurrence products are large enough (threads.threads_for) cuts its
+        B streams into groups, one per core (or per ``requested`` thread), computed side by
+        side on threads of our own with one-threaded BLAS (model/groups.py): results that do
+        not depend on how many threads run the groups, and threads that share a busy machine
+        instead of stalling each other. The group count is saved; on resume, ``requested``
+        only says how many threads run the groups. A run saved before groups existed (or a
+        small model: one group) computes the whole batch at once with ``blas_threads`` BLAS
+        threads, chosen as training_threads says.
+        """
+        config = self.config
+        B, H = config.batch_size, config.hidden_size
+        if self.stream_groups is None:
+            # Saved by 0.4.0 or before: go on as it was trained. OPENBLAS_NUM_THREADS or
+            # OMP_NUM_THREADS set: the user's thread count, for the whole batch at once.
+            if self.resumed or user_chose_threads() or B * H * H < SINGLE_THREAD_BELOW:
+                self.stream_groups = 1
+            else:
+                self.stream_groups = group_count(B, min(requested or usable_cores(),
+                                                        usable_cores()))
+        if self.stream_groups == 1:
+            count, notes = training_threads(requested, self.blas_threads, B, H)
+            set_blas_threads(count)
+            self.blas_threads = count
+            return notes
+        notes = []
+        threads = min(requested or self.stream_groups, self.stream_groups, usable_cores())
+        if requested is not None and requested > threads:
+            notes.append(f"--threads {requested}: this run computes its streams in "
+                         f"{self.stream_groups} groups on at most {threads} thread(s)")
+        set_blas_threads(1)
+        self.blas_threads = 1
+        if self.grouped_step is not None:
+            self.grouped_step.close()
+        self.grouped_step = GroupedStep(self.network, B, self.stream_groups, threads)
+        return notes
+
+    def close(self) -> None:
+        """Stop the threads of a grouped run (safe to call twice)."""
+        if self.grouped_step is not None:
+            self.grouped_step.close()
+
+    def _forward_backward(self, inputs, targets, carry: dict, masks) -> float:
+        """The window's loss; every gradient into self.grads; ``carry`` moved to the window's
+        end, in place."""
+        if self.grouped_step is not None:
+            return self.grouped_step(self.params, inputs, targets, carry, masks, self.grads)
+        loss, cache = self.network.forward(self.params, inputs, targets, carry, masks)
+        self.network.backward(self.params, cache, self.grads)
+        self.network.carry_state(carry, cache)
+        return loss
+
     def time_step(self, rng: np.random.Generator) -> float:
         """Seconds one iteration takes, measured on the next window without changing the run:
         forward, backward, clipping, and an optimiser update of copies of the weights and
@@ -156,8 +216,8 @@ class Trainer:
         start = time.perf_counter()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             masks = self.network.draw_dropout_masks(rng, *inputs.shape)
-            _, cache = self.network.forward(self.params, inputs, targets, self.carry, masks)
-            self.network.backward(self.params, cache, self.grads)
+            carry = {name: value.copy() for name, value in self.carry.items()}
+            self._forward_backward(inputs, targets, carry, masks)
             clip_gradients(self.grads.flat, self.config.clip)
             probe.update(params, self.grads.flat)
         return time.perf_counter() - start
@@ -172,9 +232,7 @@ class Trainer:
         # Overflow is caught below, with advice, rather than as NumPy warnings along the way.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             masks = self.network.draw_dropout_masks(self.rng, *inputs.shape)
-            loss, cache = self.network.forward(self.params, inputs, targets, self.carry, masks)
-            self.network.backward(self.params, cache, self.grads)
-            self.network.carry_state(self.carry, cache)
+            loss = self._forward_backward(inputs, targets, self.carry, masks)
             clip_gradients(self.grads.flat, self.config.clip)
             self.optimizer.update(self.params.flat, self.grads.flat)
 
@@ -243,7 +301,8 @@ class Trainer:
             rng_state=self.rng.bit_generator.state, text_sha256=self.text_sha256,
             best_val_loss=None if math.isinf(self.best_val_loss) else self.best_val_loss,
             last_val_loss=None if math.isnan(last_val) else last_val,
-            blas_threads=self.blas_threads, corpus_files=self.corpus_files,
+            blas_threads=self.blas_threads, stream_groups=self.stream_groups,
+            corpus_files=self.corpus_files,
             train_chars=self.train_chars, val_chars=len(self.val_sample),
             val_total_chars=len(self.val_indices), full_val_loss=self.full_val_loss)
         carry = {name: array.copy() for name, array in self.carry.items()}

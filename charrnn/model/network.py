@@ -77,13 +77,14 @@ def layer_prefix(layer: int) -> str:
 class Cache:
     """What forward keeps for backward (names, not positions)."""
 
-    __slots__ = ("inputs", "targets", "masks", "ws")
+    __slots__ = ("inputs", "targets", "masks", "ws", "streams")
 
-    def __init__(self, inputs, targets, masks, ws):
+    def __init__(self, inputs, targets, masks, ws, streams):
         self.inputs = inputs      # (T, B) int
         self.targets = targets    # (T, B) int
         self.masks = masks        # None, or L masks, one (T, B, H) per layer's output
         self.ws = ws              # the _Workspace the arrays live in
+        self.streams = streams    # how many streams the loss is averaged over
 
 
 class _Workspace:
@@ -218,20 +219,25 @@ class Network:
         return self._workspaces[T, B]
 
     def forward(self, params: ParamSet, inputs: np.ndarray, targets: np.ndarray,
-                state: dict, masks: list | None = None) -> tuple[float, Cache]:
+                state: dict, masks: list | None = None, streams: int | None = None
+                ) -> tuple[float, Cache]:
         """Run one window forward and score it.
 
         inputs, targets: (T, B) integer character indices (targets are inputs shifted by one).
         state: the carried state before the window (not modified; see carry_state).
         masks: dropout masks from draw_dropout_masks (training), or None (evaluation).
-        Returns the loss (sum over T of -log p[target], mean over B; a Python float) and a
-        Cache for backward. Buffers are reused by the next call.
+        streams: the number of streams the loss is averaged over; default B. A group of a
+        larger batch's streams passes the batch's size, so that the groups' losses and
+        gradients add up to the batch's (see groups.py).
+        Returns the loss (sum over T of -log p[target], divided by ``streams``; a Python
+        float) and a Cache for backward. Buffers are reused by the next call.
 
         Only the recurrences loop over time; each layer's input term is one gather (layer 1)
         or one matrix product (above it) for the whole window, and so is the output layer.
         """
         T, B = inputs.shape
         H = self.hidden_size
+        streams = B if streams is None else streams
         ws = self._workspace(T, B)
         x = None                                   # the layer's input, (T, B, H) above layer 1
         for layer, (cell, lws) in enumerate(zip(self.cells, ws.layers)):
@@ -247,8 +253,8 @@ class Network:
             if masks is not None:
                 x = np.multiply(x, masks[layer], out=ws.dropped[layer])
         loss = output.forward(params["Why"], params["by"], x.reshape(T * B, H),
-                              targets.reshape(-1), B, ws.out)
-        return loss, Cache(inputs, targets, masks, ws)
+                              targets.reshape(-1), streams, ws.out)
+        return loss, Cache(inputs, targets, masks, ws, streams)
 
     def backward(self, params: ParamSet, cache: Cache, grads: ParamSet) -> dict[str, np.ndarray]:
         """Gradients of forward's loss: every parameter's into ``grads`` (overwritten), and
@@ -261,7 +267,7 @@ class Network:
         def layer_output(layer):                   # what layer ``layer`` passed upwards
             return (ws.dropped[layer] if masks is not None else ws.layers[layer].hs[1:])
 
-        output.backward(params["Why"], layer_output(top).reshape(T * B, H), B, ws.out,
+        output.backward(params["Why"], layer_output(top).reshape(T * B, H), cache.streams, ws.out,
                         ws.ones, grads, ws.layers[top].dh.reshape(T * B, H))
         dstate = {}
         for layer in range(top, -1, -1):
