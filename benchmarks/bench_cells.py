@@ -5,7 +5,9 @@ For each hidden size H (T = 64, B = 32, float32, one layer) and each cell (rnn, 
 this times, side by side and in turns (see _common.run_interleaved), characters per second of:
 
   charrnn       ``charrnn.train.Trainer(config, corpus).step()``, the step ``charrnn train``
-                runs, with 1 and with 2 BLAS threads (the faster is shown, with its count)
+                runs, with 1 and with 2 BLAS threads, and (``2g``, the default of ``charrnn
+                train`` on 2 cores) in 2 groups of streams on 2 threads of one-threaded BLAS
+                (the fastest is shown, with its count)
   torch         ``torch.nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` on one-hot inputs, ``nn.Linear``,
                 summed cross-entropy / B, autograd, clip_grad_value_ and torch.optim.Adagrad,
                 the hidden state carried between windows; with 1 and 2 threads (the faster)
@@ -137,6 +139,11 @@ def train_contenders(corpus, cell: str, H: int, torch, threads: list[int]) -> di
                              learning_rate=LEARNING_RATE, clip=CLIP)
         contenders[f"charrnn/{n}"] = Contender(f"charrnn/{n}", Trainer(config, corpus).step,
                                                T * B, *numpy_threads(n))
+        if n > 1:   # what charrnn train does by default: n groups of streams on n threads
+            grouped = Trainer(config, corpus)
+            grouped.use_threads(n)
+            contenders[f"charrnn/{n}g"] = Contender(f"charrnn/{n}g", grouped.step, T * B,
+                                                    *numpy_threads(1))
         if torch is not None:
             variants = [("torch", True)] + ([("no-oneDNN", False)] if cell == "lstm" else [])
             for name, onednn in variants:

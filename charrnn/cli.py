@@ -38,7 +38,8 @@ from .threads import set_blas_threads, threads_for
 from .plot import PlotUnavailable, plot_history
 from .runfiles import (RunFilesError, best_path, check_page_output, check_plot_output,
                        check_writer_page_output, claimed_run, history_path, plot_path,
-                       prepare_run, training_checkpoint, viz_path, writer_page_path)
+                       prepare_run, text_page_name, training_checkpoint, viz_path,
+                       writer_page_path)
 from .train import (TrainingError, describe_sources, format_duration, loss_text,
                     run_training, start_run)
 from .viz import PageSource, render_page, write_page
@@ -236,8 +237,7 @@ def range_help(text: str, default) -> str:
 @click.option("--encoding", metavar="NAME",
               help=range_help("Text encoding of TEXT_FILE.", DEFAULTS.encoding))
 @click.option("--threads", type=click.IntRange(min=1), metavar="N",
-              help="BLAS threads for the matrix products. [default: 1 for small models, "
-                   "else one per core; use 1 on a busy machine]")
+              help="Threads that compute each window. [default: one per core]")
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress bar, samples or notes: only errors (and, after Ctrl-C, how to "
                    "resume).")
@@ -925,7 +925,9 @@ def viz(paths, checkpoint_path, best, include, inline_text, output, max_chars, s
     check_stdout_shows("")
     path, checkpoint = open_checkpoint(one_checkpoint(checkpoint_arg, checkpoint_path), best,
                                        mention_best=True)
-    output = output or viz_path(path)
+    text_name = (text_page_name(inline_text) if text_file is None
+                 else os.path.splitext(os.path.basename(corpus_name(text_file)))[0])
+    output = output or viz_path(path, text_name)
     try:
         for text in ([] if text_file is None else paths):
             if text != STDIN and os.path.isfile(text):

@@ -32,7 +32,7 @@ from .model import Network
 from .model.torch_names import torch_shapes
 from .resources import page_css, page_script
 from .runfiles import WRITER_PAGE_SIGNATURE
-from .viz import esc, json_for_script, loss_text, shown_name
+from .viz import esc, json_for_script, loss_text, model_details, shown_name
 
 DATA_ELEMENT_ID = "page-data"
 FLOAT_BYTES = 4
@@ -93,23 +93,10 @@ def page_data(network: Network, params, vocab_chars) -> dict:
 
 def model_table(checkpoint: Checkpoint) -> str:
     """The model's description, as the page's "Model" details."""
-    config, state, network = checkpoint.config, checkpoint.state, checkpoint.network()
-    rows = [("model", describe_model(config)),
-            ("vocabulary", f"{len(checkpoint.vocab)} characters"),
-            ("parameters", f"{checkpoint.params.flat.size:,}"),
-            ("iteration", f"{state.get('iteration', 0):,} of {config.max_iters:,}"),
-            ("characters seen", f"{state.get('chars_seen', 0):,}"),
-            ("validation loss", loss_text(state.get("last_val_loss"))),
-            ("best val. loss", loss_text(state.get("best_val_loss")))]
-    rows += [(name, description + f", {count:,} parameters")
-             for name, description, count in network.layer_summary()]
-    rows += list(config.to_dict().items())
-    body = "".join(f"<tr><th>{esc(name)}</th><td>{esc(value)}</td></tr>" for name, value in rows)
-    summary = (f"{describe_model(config)}, {len(checkpoint.vocab)} characters, iteration "
-               f"{state.get('iteration', 0):,}, validation loss "
-               f"{loss_text(state.get('last_val_loss'))}")
-    return (f'<details id="model"><summary>Model: {esc(summary)}</summary>'
-            f'<table class="settings">{body}</table></details>')
+    config, state = checkpoint.config, checkpoint.state
+    return model_details(checkpoint, f"{describe_model(config)}, {len(checkpoint.vocab)} "
+                                     f"characters, iteration {state.get('iteration', 0):,}, "
+                                     f"validation loss {loss_text(state.get('last_val_loss'))}")
 
 
 def render_writer_page(checkpoint: Checkpoint, checkpoint_name: str,

@@ -12,7 +12,9 @@ Problems are raised as RunFilesError, with a one-line message for the user.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import re
 import secrets
 import signal
 import socket
@@ -224,10 +226,23 @@ def _starts_with(path: str, prefix: bytes) -> bool:
         return False
 
 
-def viz_path(checkpoint_path: str) -> str:
-    """``run.npz`` -> ``run.viz.html`` (and ``run.best.npz`` -> ``run.best.viz.html``): the
-    default name of the page `charrnn viz` writes of a checkpoint."""
-    return os.path.splitext(checkpoint_path)[0] + VIZ_SUFFIX
+def viz_path(checkpoint_path: str, text_name: str | None = None) -> str:
+    """The default name of the page `charrnn viz` writes of a checkpoint and a text, so that a
+    second text does not replace the first's page: ``run.npz`` and ``passage.txt`` ->
+    ``run.passage.viz.html`` (``run.best.npz`` -> ``run.best.passage.viz.html``); without
+    ``text_name``, ``run.viz.html``."""
+    stem = os.path.splitext(checkpoint_path)[0]
+    return stem + (f".{text_name}" if text_name else "") + VIZ_SUFFIX
+
+
+def text_page_name(text: str) -> str:
+    """What a page of a text given inline (``--text``) is called: its first words, in
+    lower-case letters and digits joined by hyphens (``But soft, what light`` ->
+    ``but-soft-what-light``), or ``text-`` and a hash of it where it has none."""
+    words = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    if words:
+        return words[:24].rstrip("-")
+    return "text-" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 
 def plot_path(checkpoint_path: str) -> str:

@@ -156,8 +156,16 @@ def headline_html(inspection: Inspection, source: PageSource) -> str:
 
 def model_html(source: PageSource) -> str:
     checkpoint = source.checkpoint
-    config, state = checkpoint.config, checkpoint.state
-    network = checkpoint.network()
+    state = checkpoint.state
+    return model_details(checkpoint, f"{describe_model(checkpoint.config)}, iteration "
+                                     f"{state.get('iteration', 0):,}, validation loss "
+                                     f"{loss_text(state.get('last_val_loss'))}")
+
+
+def model_details(checkpoint: Checkpoint, summary: str) -> str:
+    """A page's "Model" details (both pages have one): ``summary`` shown, and a table of the
+    model, its progress, its layers and every setting, escaped."""
+    config, state, network = checkpoint.config, checkpoint.state, checkpoint.network()
     rows = [("model", describe_model(config)),
             ("vocabulary", f"{len(checkpoint.vocab)} characters"),
             ("parameters", f"{checkpoint.params.flat.size:,}"),
@@ -167,10 +175,8 @@ def model_html(source: PageSource) -> str:
             ("best val. loss", loss_text(state.get("best_val_loss")))]
     rows += [(name, description + f", {count:,} parameters")
              for name, description, count in network.layer_summary()]
-    rows += [(name, value) for name, value in config.to_dict().items()]
+    rows += list(config.to_dict().items())
     body = "".join(f"<tr><th>{esc(name)}</th><td>{esc(value)}</td></tr>" for name, value in rows)
-    summary = (f"{describe_model(config)}, iteration {state.get('iteration', 0):,}, "
-               f"validation loss {loss_text(state.get('last_val_loss'))}")
     return (f'<details id="model"><summary>Model: {esc(summary)}</summary>'
             f'<table class="settings">{body}</table></details>')
 

@@ -29,3 +29,16 @@ def sigint_as_in_a_terminal():
     finally:
         signal.signal(signal.SIGINT, previous)
 
+
+
+@pytest.fixture
+def torch():
+    """torch (and safetensors, which the documented PyTorch program uses), else skip; one
+    thread, since torch's small products slow down a hundredfold with two threads on a busy
+    machine."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("safetensors")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(threads)

@@ -3,8 +3,8 @@ safetensors (written by charrnn itself) or JSON, with the vocabulary and descrip
 
 - the safetensors file is one that the ``safetensors`` package and torch read back bit for
   bit (names, dtypes, shapes, metadata), and so is JSON after parsing;
-- README's PyTorch program, taken from README.md as it is, runs against an export of every
-  cell with 1 and 2 layers, and its modules give charrnn's logits over a text to float32
+- the documented PyTorch program, taken from docs/pytorch.md as it is, runs against an
+  export of every cell with 1 and 2 layers, and its modules give charrnn's logits over a text to float32
   precision; a model loaded in torch trains on there as a torch model should, and what torch
   trained comes back to charrnn as the same model;
 - bad outputs (the checkpoint, its twins, a user's file, a folder, an unknown format, a
@@ -34,7 +34,8 @@ from charrnn.model import Network
 from charrnn.model.torch_names import (describe, from_torch_state_dict, to_torch_state_dict,
                                        torch_shapes)
 
-README = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
+# The PyTorch program users copy: docs/pytorch.md (README.md links to it).
+PYTORCH_DOC = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "pytorch.md")
 TEXT = ("ROMEO: the quick brown fox jumps over the lazy dog.\n"
         "JULIET: \"café\" \\ 日本語 🙂 and 'quotes'\n") * 3
 CELLS = ("rnn", "lstm", "gru")
@@ -99,12 +100,12 @@ def snapshot(folder) -> dict:
 
 
 def readme_snippet() -> str:
-    """README's PyTorch program, between its marker comments, without the code fence."""
-    with open(README, encoding="utf-8") as f:
+    """The documented PyTorch program, between its marker comments, without the code fence."""
+    with open(PYTORCH_DOC, encoding="utf-8") as f:
         readme = f.read()
     found = re.search(r"<!-- export-snippet -->\s*```python\n(.*?)```\s*<!-- /export-snippet -->",
                       readme, re.DOTALL)
-    assert found, "README.md has no export snippet between its markers"
+    assert found, "docs/pytorch.md has no export snippet between its markers"
     return found.group(1)
 
 
@@ -374,18 +375,6 @@ def test_read_export_refuses_other_files(tmp_path):
 
 # --------------------------------------------------------------------------- PyTorch
 
-@pytest.fixture
-def torch():
-    """torch (and safetensors, which README's program uses), else skip; one thread, since
-    torch's small products slow down a hundredfold with two threads on a busy machine."""
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("safetensors")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield torch
-    torch.set_num_threads(threads)
-
-
 def exported(tmp_path, cell, layers, dtype="float32", **options):
     """Export a fresh random checkpoint as tmp_path/model.safetensors; the checkpoint."""
     checkpoint = make_checkpoint(tmp_path / "m.npz", cell, layers, dtype, **options)
@@ -394,10 +383,10 @@ def exported(tmp_path, cell, layers, dtype="float32", **options):
 
 
 def run_readme_snippet(folder, monkeypatch, capsys) -> dict:
-    """Run README's program in ``folder``; its variables, and what it printed."""
+    """Run the documented program in ``folder``; its variables, and what it printed."""
     monkeypatch.chdir(folder)
     namespace = {"__name__": "__main__"}
-    exec(compile(readme_snippet(), "README.md (export snippet)", "exec"), namespace)
+    exec(compile(readme_snippet(), "docs/pytorch.md (export snippet)", "exec"), namespace)
     namespace["printed"] = capsys.readouterr().out
     return namespace
 

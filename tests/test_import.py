@@ -1,7 +1,7 @@
 """``charrnn import`` (issue 20): an export, trained further in PyTorch, back into a charrnn
 checkpoint.
 
-- the round trip: export, a few Adam steps in torch (README's program, continued), save with
+- the round trip: export, a few Adam steps in torch (the documented program, continued), save with
   the export's metadata, import; charrnn's eval of the imported model equals torch's
   cross-entropy to 1e-5, and it samples, vizzes, exports again and resumes training (with a
   fresh optimiser state, said so);
@@ -27,7 +27,7 @@ from charrnn.cli import cli
 from charrnn.evaluate import score_text
 from charrnn.export import read_export
 
-from test_export import CONFIGS, README, TEXT, error_line, make_checkpoint, readme_snippet, \
+from test_export import CONFIGS, PYTORCH_DOC, TEXT, error_line, make_checkpoint, readme_snippet, \
     snapshot
 
 pytestmark = pytest.mark.usefixtures("in_tmp_path")
@@ -190,21 +190,13 @@ def test_force_replaces_a_checkpoint_and_its_twins(tmp_path):
 
 # --------------------------------------------------------------------------- with torch
 
-@pytest.fixture
-def torch():
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("safetensors")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield torch
-    torch.set_num_threads(threads)
 
 
 def import_snippet() -> str:
-    with open(README, encoding="utf-8") as f:
+    with open(PYTORCH_DOC, encoding="utf-8") as f:
         found = re.search(r"<!-- import-snippet -->\s*```python\n(.*?)```\s*<!-- /import-snippet -->",
                           f.read(), re.DOTALL)
-    assert found, "README.md has no import snippet between its markers"
+    assert found, "docs/pytorch.md has no import snippet between its markers"
     return found.group(1)
 
 
@@ -215,8 +207,8 @@ def test_readme_round_trip_through_torch(torch, capsys, cell):
     more = TEXT * 4
     Path("more.txt").write_text(more)
     ns = {"__name__": "__main__"}
-    exec(compile(readme_snippet(), "README.md (export snippet)", "exec"), ns)
-    exec(compile(import_snippet(), "README.md (import snippet)", "exec"), ns)
+    exec(compile(readme_snippet(), "docs/pytorch.md (export snippet)", "exec"), ns)
+    exec(compile(import_snippet(), "docs/pytorch.md (import snippet)", "exec"), ns)
     capsys.readouterr()
     rnn, out, one_hot = ns["rnn"], ns["out"], ns["one_hot"]
     assert any(ns["weights"]["bias_hh_l0"] != 0)   # trained: torch's second bias moved

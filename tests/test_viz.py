@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from html.parser import HTMLParser
 
@@ -323,10 +324,31 @@ def test_default_output_is_beside_the_checkpoint(models, tmp_path):
     copy.write_bytes(paths["rnn"].read_bytes())
     (tmp_path / "m.best.npz").write_bytes(paths["rnn"].read_bytes())
     (tmp_path / "t.txt").write_text(text[:200], encoding="utf-8")
-    assert run("viz", tmp_path / "t.txt", copy).stdout == f"{tmp_path / 'm.viz.html'}\n"
-    assert run("viz", tmp_path / "t.txt", copy, "--best").stdout == f"{tmp_path / 'm.best.viz.html'}\n"
+    assert run("viz", tmp_path / "t.txt", copy).stdout == f"{tmp_path / 'm.t.viz.html'}\n"
+    assert (run("viz", tmp_path / "t.txt", copy, "--best").stdout
+            == f"{tmp_path / 'm.best.t.viz.html'}\n")
     # A page we wrote may be rewritten.
-    assert run("viz", tmp_path / "t.txt", "--checkpoint", copy).stdout == f"{tmp_path / 'm.viz.html'}\n"
+    assert (run("viz", tmp_path / "t.txt", "--checkpoint", copy).stdout
+            == f"{tmp_path / 'm.t.viz.html'}\n")
+
+
+def test_each_text_gets_a_page_of_its_own_by_default(models, tmp_path):
+    """A second text does not replace the first text's page: the default name carries the
+    text's name, or an inline text's first words (a hash where it has none)."""
+    folder, text, paths = models
+    copy = tmp_path / "m.npz"
+    copy.write_bytes(paths["rnn"].read_bytes())
+    for name in ("first.txt", "second.txt"):
+        (tmp_path / name).write_text(text[:200], encoding="utf-8")
+    first = run("viz", tmp_path / "first.txt", copy).stdout.strip()
+    second = run("viz", tmp_path / "second.txt", copy).stdout.strip()
+    assert (first, second) == (str(tmp_path / "m.first.viz.html"),
+                               str(tmp_path / "m.second.viz.html"))
+    assert os.path.isfile(first) and os.path.isfile(second)
+    words = text[:40]
+    inline = run("viz", "--text", words, copy).stdout.strip()
+    expected = re.sub(r"[^a-z0-9]+", "-", words.lower()).strip("-")[:24].rstrip("-")
+    assert inline == str(tmp_path / f"m.{expected}.viz.html")
 
 
 def test_unknown_characters(models, tmp_path):
@@ -383,7 +405,7 @@ def test_bad_input_is_one_line(models, tmp_path, case):
     assert model.read_bytes() == before
     assert other.read_text(encoding="utf-8") == "<p>my notes</p>"
     assert text_file.read_text(encoding="utf-8") == text[:100]
-    assert not (tmp_path / "m.viz.html").exists()
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".viz.html")]
 
 
 # --------------------------------------------------------------------------- the maths alone

@@ -85,7 +85,7 @@ def page(tmp_path_factory):
     run_training(trainer, str(folder / "m.npz"), show_progress=False, log=lambda message: None)
     result = CliRunner().invoke(cli, ["viz", str(folder / "corpus.txt"), str(folder / "m.npz"), "-q"])
     assert result.exit_code == 0, result.stderr
-    return folder / "m.viz.html", len(text)
+    return folder / "m.corpus.viz.html", len(text)
 
 
 def test_page_runs_in_chromium(page, tmp_path):
