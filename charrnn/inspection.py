@@ -7,8 +7,8 @@ through, and gathers:
 - for every character after the first, the probability the model gave it and its surprise,
   ``-log2 p(char | all before it)``, and the model's top guesses with their probabilities;
 - every unit's value after each character (h, and for gated cells c and the gates), by the
-  names ``trace`` gives (``l1.h``, ``l1.c``, ``l1.f``, ...), each with its range read from
-  the values: within [0, 1] (a sigmoid gate), within [-1, 1] (tanh), or unbounded (c);
+  names ``trace`` gives (``l1.h``, ``l1.c``, ``l1.f``, ...), each with the range its cell
+  declares (Network.value_ranges): [0, 1] (a sigmoid gate), [-1, 1] (tanh), or unbounded (c);
 - simple features of the text at each character (inside quotes, position in the line, start
   of a word, ...) and the units whose values correlate best with each (Pearson's r);
 - for the [0, 1] gates, how often each unit is saturated: the fraction of characters at which
@@ -56,8 +56,8 @@ FEATURES = {
 
 @dataclass
 class UnitValues:
-    """One of trace's arrays: ``values`` (N-1, H), and the range its values lie in:
-    ``"unit"`` within [0, 1], ``"signed"`` within [-1, 1], ``"free"`` beyond."""
+    """One of trace's arrays: ``values`` (N-1, H), and the range its values lie in, as its cell
+    declares it: ``"unit"`` within [0, 1], ``"signed"`` within [-1, 1], ``"free"`` beyond."""
     name: str
     values: np.ndarray
     range: str
@@ -100,18 +100,6 @@ class Inspection:
         """(N-1,) ``-log2 p`` of each character after the first."""
         with np.errstate(divide="ignore"):
             return -np.log2(self.p_true)
-
-
-def value_range(values: np.ndarray) -> str:
-    """``"unit"`` if every value is within [0, 1], ``"signed"`` within [-1, 1], else ``"free"``."""
-    if values.size == 0:
-        return "signed"
-    low, high = float(values.min()), float(values.max())
-    if low >= 0 and high <= 1:
-        return "unit"
-    if low >= -1 and high <= 1:
-        return "signed"
-    return "free"
 
 
 def top_guesses(probs: np.ndarray, k: int = TOP_K) -> tuple[np.ndarray, np.ndarray]:
@@ -214,7 +202,8 @@ def inspect_text(network: Network, params: ParamSet, indices: np.ndarray, text: 
     steps = len(probs)
     p_true = probs[np.arange(steps), indices[1:]] if steps else np.zeros(0)
     top_indices, top_probs = top_guesses(probs, k)
-    units = [UnitValues(name, array, value_range(array)) for name, array in values.items()]
+    ranges = network.value_ranges()
+    units = [UnitValues(name, array, ranges[name]) for name, array in values.items()]
     features = text_features(text)
     saturation = {u.name: gate_saturation(u.values) for u in units if u.range == "unit"}
     with np.errstate(divide="ignore"):

@@ -7,18 +7,17 @@ Accelerate, say), every function here quietly does nothing and returns None: thr
 a speed-up, never a requirement.
 
 Why it matters here: a vanilla RNN multiplies a (B, H) state by an (H, H) matrix once per
-time step. With one stream (B = 1) each product takes about a microsecond and a second thread
-brings nothing; with B * H * H above about half a million the products are large enough for
-two threads to pay (see ``threads_for``). Two cautions, both measured:
+time step. With one stream (B = 1) a product is too small for a second thread to pay; with
+B * H * H above about half a million it is large enough (see ``threads_for``). Two cautions:
 
 * OpenBLAS's results depend on its thread count in the last bits of float32, so a run that
   must continue bit for bit after a resume has to use the same count (threads_for depends only
   on the sizes and the number of cores, never on the load; the count is saved in the
   checkpoint and used again on resume).
-* With more BLAS threads than idle cores (another busy process on a 2-core machine), each
-  small product waits for a thread that is not running: training at B=32, H=256 fell from
-  ~110k chars/s with one thread to ~1k chars/s with two. ``OPENBLAS_NUM_THREADS=1`` in the
-  environment is respected by threads_for, and is the fix on a shared machine.
+* With more BLAS threads than idle cores (another busy process), each small product waits for
+  a thread that is not running, and training can slow many times over. Large training runs
+  therefore split their work between threads of their own instead (model/groups.py), and
+  leave BLAS one thread; ``benchmarks/bench_busy.py`` measures both.
 """
 from __future__ import annotations
 
@@ -27,11 +26,9 @@ import os
 import numpy as np   # noqa: F401  (loads NumPy's BLAS before threadpoolctl looks for it)
 from threadpoolctl import ThreadpoolController
 
-# Below this many multiply-adds per recurrence step (B * H * H), a second BLAS thread does
-# not pay. Measured on 2 cores (benchmarks/bench_train.py --config ..., training chars/s with
-# 1 / 2 threads): B=1 H=100 84k / 85k, B=1 H=512 11.5k / 12.3k, B=4 H=256 63.5k / 63.6k
-# (all below 2^19: no gain); B=8 H=256 81k / 109k, B=32 H=128 279k / 389k, B=32 H=256
-# 110k / 164k (2^19 and above: a clear gain).
+# Below this many multiply-adds per recurrence step (B * H * H), a second thread does not
+# pay (benchmarks/bench_train.py --config H,T,B at 1 and 2 threads: docs/benchmarks.md,
+# "When a second thread pays").
 SINGLE_THREAD_BELOW = 1 << 19
 
 _controller: ThreadpoolController | None = None

@@ -21,7 +21,7 @@ from charrnn.model import reference
 from charrnn.model.embedding import ONE_HOT_MATMUL_MAX_VOCAB
 from gradcheck import check_gradient
 
-CELL_NAMES = ("rnn", "lstm", "gru")
+CELL_NAMES = tuple(CELLS)   # every registered cell gets every check
 
 
 # --------------------------------------------------------------------------- helpers
@@ -71,10 +71,6 @@ def final_state(net, params, inputs, targets, state, masks=None):
     return loss, carried
 
 
-def sigmoid(a):
-    return 1.0 / (1.0 + np.exp(-a))
-
-
 def one_hot_column(c, V):
     x = np.zeros((V, 1))
     x[int(c)] = 1.0
@@ -84,40 +80,8 @@ def one_hot_column(c, V):
 # --------------------------------------------------------------------------- naive reference
 
 def naive_step(cell, p, x, state):
-    """One step of one layer for one stream, column vectors, straight from the equations.
-
-    p: this layer's arrays by name within the cell; x: (I, 1); state: tuple of (H, 1).
-    LSTM rows are stored (i, f, o, g); GRU rows (r, u, n) with bhn the n rows' recurrent bias.
-    """
-    Wxh, Whh, bh = p["Wxh"], p["Whh"], p["bh"].reshape(-1, 1)
-    H = Whh.shape[1]
-    if cell == "rnn":
-        h_prev, = state
-        return (np.tanh(Wxh @ x + Whh @ h_prev + bh),)
-    if cell == "lstm":
-        h_prev, c_prev = state
-        W = lambda k: Wxh[k * H:(k + 1) * H]          # noqa: E731
-        U = lambda k: Whh[k * H:(k + 1) * H]          # noqa: E731
-        b = lambda k: bh[k * H:(k + 1) * H]           # noqa: E731
-        i = sigmoid(W(0) @ x + U(0) @ h_prev + b(0))
-        f = sigmoid(W(1) @ x + U(1) @ h_prev + b(1))
-        o = sigmoid(W(2) @ x + U(2) @ h_prev + b(2))
-        g = np.tanh(W(3) @ x + U(3) @ h_prev + b(3))
-        c = f * c_prev + i * g
-        h = o * np.tanh(c)
-        return h, c
-    if cell == "gru":
-        h_prev, = state
-        bhn = p["bhn"].reshape(-1, 1)
-        W = lambda k: Wxh[k * H:(k + 1) * H]          # noqa: E731
-        U = lambda k: Whh[k * H:(k + 1) * H]          # noqa: E731
-        b = lambda k: bh[k * H:(k + 1) * H]           # noqa: E731
-        r = sigmoid(W(0) @ x + U(0) @ h_prev + b(0))
-        u = sigmoid(W(1) @ x + U(1) @ h_prev + b(1))
-        n = np.tanh(W(2) @ x + b(2) + r * (U(2) @ h_prev + bhn))
-        h = (1 - u) * n + u * h_prev
-        return (h,)
-    raise AssertionError(cell)
+    """One step of one layer for one stream: the plain reference of each cell."""
+    return reference.STEPS[cell](p, x, state)
 
 
 def naive_forward(net, params, inputs, targets, state, masks=None):

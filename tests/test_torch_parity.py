@@ -23,12 +23,25 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from charrnn.model import ModelSpec, Network  # noqa: E402
-from charrnn.model.torch_names import (OUTPUT_PREFIX, gate_rows_from_torch,  # noqa: E402
-                                       to_torch_state_dict)
+from charrnn.model import CELLS, ModelSpec, Network  # noqa: E402
+from charrnn.model.torch_names import OUTPUT_PREFIX, to_torch_state_dict  # noqa: E402
 
-CELL_NAMES = ("rnn", "lstm", "gru")
-TORCH_MODULES = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+CELL_NAMES = tuple(CELLS)   # every registered cell is checked against its torch module
+
+
+def torch_module(cell, V, H, L):
+    """The torch.nn module the cell declares it computes (cell.TORCH_MODULE), float64."""
+    module = CELLS[cell]
+    return getattr(torch.nn, module.TORCH_MODULE)(V, H, num_layers=L, dtype=torch.float64,
+                                                  **module.TORCH_KWARGS)
+
+
+def gate_rows_from_torch(cell, a):
+    """``a``'s rows (a torch weight or bias, G rows) in our gate order: the cell's own
+    from_torch, given ``a`` as weight_ih and zero biases."""
+    zeros = np.zeros(a.shape[0])
+    return CELLS[cell].from_torch({"weight_ih": a, "weight_hh": a, "bias_ih": zeros,
+                                   "bias_hh": zeros})["Wxh"]
 
 
 # --------------------------------------------------------------------------- mapping helpers
@@ -97,7 +110,7 @@ def ours(net, params, inputs, targets, state, masks):
 
 def initial_state_tensors(cell, state, layers, B, H):
     """torch's (L, B, H) h0 (and c0) leaf tensors from our l<k>.h (l<k>.c)."""
-    names = ("h", "c") if cell == "lstm" else ("h",)
+    names = CELLS[cell].STATE_NAMES
     return {n: torch.tensor(np.stack([state[f"l{k}.{n}"] for k in range(1, layers + 1)]),
                             dtype=torch.float64, requires_grad=True) for n in names}
 
@@ -143,14 +156,13 @@ def test_loss_and_gradients_equal_torch(cell, L):
                                                           [7, CELL_NAMES.index(cell), L])
     loss, grads, dstate = ours(net, params, inputs, targets, state, None)
 
-    kwargs = {"nonlinearity": "tanh"} if cell == "rnn" else {}
-    module = TORCH_MODULES[cell](V, H, num_layers=L, dtype=torch.float64, **kwargs)
+    module = torch_module(cell, V, H, L)
     linear = torch.nn.Linear(H, V, dtype=torch.float64)
     recurrent_sd, linear_sd = to_torch(net, params)
     module.load_state_dict(recurrent_sd, strict=True)
     linear.load_state_dict(linear_sd, strict=True)
     init = initial_state_tensors(cell, state, L, B, H)
-    hx = (init["h"], init["c"]) if cell == "lstm" else init["h"]
+    hx = tuple(init.values()) if len(init) > 1 else init["h"]
     out, last = module(one_hot(inputs, V), hx)
     value = torch_loss(linear(out), targets)
     value.backward()
@@ -169,11 +181,10 @@ def test_loss_and_gradients_equal_torch(cell, L):
     carried = {n: v.copy() for n, v in state.items()}
     _, cache = net.forward(params, inputs, targets, state)
     net.carry_state(carried, cache)
-    h_n, c_n = last if cell == "lstm" else (last, None)
+    finals = dict(zip(CELLS[cell].STATE_NAMES, last if isinstance(last, tuple) else (last,)))
     for k in range(1, L + 1):
-        assert_close(carried[f"l{k}.h"], h_n.detach().numpy()[k - 1], f"l{k}.h final")
-        if cell == "lstm":
-            assert_close(carried[f"l{k}.c"], c_n.detach().numpy()[k - 1], f"l{k}.c final")
+        for n, final in finals.items():
+            assert_close(carried[f"l{k}.{n}"], final.detach().numpy()[k - 1], f"l{k}.{n} final")
 
 
 @pytest.mark.parametrize("L", [1, 2, 3])
@@ -187,22 +198,21 @@ def test_dropout_placement_equals_torch_stack_with_our_masks(cell, L):
     assert len(masks) == L and all((m == 0).any() for m in masks)
     loss, grads, dstate = ours(net, params, inputs, targets, state, masks)
 
-    kwargs = {"nonlinearity": "tanh"} if cell == "rnn" else {}
     linear = torch.nn.Linear(H, V, dtype=torch.float64)
     _, linear_sd = to_torch(net, params)
     linear.load_state_dict(linear_sd, strict=True)
     x = one_hot(inputs, V)
     modules, inits = [], []
     for k in range(1, L + 1):
-        module = TORCH_MODULES[cell](V if k == 1 else H, H, num_layers=1, dtype=torch.float64,
-                                     **kwargs)
+        module = getattr(torch.nn, CELLS[cell].TORCH_MODULE)(
+            V if k == 1 else H, H, num_layers=1, dtype=torch.float64, **CELLS[cell].TORCH_KWARGS)
         sd = {n: torch.tensor(v, dtype=torch.float64)
               for n, v in layer_to_torch(net, params, k, torch_layer=0).items()}
         module.load_state_dict(sd, strict=True)
         init = initial_state_tensors(cell, {n.replace(f"l{k}.", "l1."): v
                                             for n, v in state.items() if n.startswith(f"l{k}.")},
                                      1, B, H)
-        hx = (init["h"], init["c"]) if cell == "lstm" else init["h"]
+        hx = tuple(init.values()) if len(init) > 1 else init["h"]
         out, _ = module(x, hx)
         x = out * torch.tensor(masks[k - 1], dtype=torch.float64)
         modules.append(module)
@@ -234,8 +244,7 @@ def test_mapping_helpers_round_trip(cell):
     V, H, L = 6, 3, 2
     net, params, *_ = random_setup(cell, V, H, L, 2, 1, 0.0, 9)
     recurrent_sd, _ = to_torch(net, params)
-    module = TORCH_MODULES[cell](V, H, num_layers=L, dtype=torch.float64)
-    expected = module.state_dict()
+    expected = torch_module(cell, V, H, L).state_dict()
     assert set(recurrent_sd) == set(expected)
     for name, tensor in recurrent_sd.items():
         assert tuple(tensor.shape) == tuple(expected[name].shape), name

@@ -1,7 +1,8 @@
 """The model: a network of recurrent cells over one-hot characters, and its maths.
 
 ``Network`` (network.py) is the interface the rest of charrnn uses. One module per cell
-(rnn.py, lstm.py, gru.py) opens with its equations; embedding.py, dropout.py and output.py
+(rnn.py, lstm.py, gru.py) opens with its equations and keeps the contract in cell.py;
+groups.py computes a batch's streams in groups on threads; embedding.py, dropout.py and output.py
 hold the layers around the cells; params.py the flat parameter buffer. reference.py is
 min-char-rnn's vanilla RNN written plainly: the first page to read, and the tests' oracle.
 """

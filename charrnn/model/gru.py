@@ -32,12 +32,16 @@ from __future__ import annotations
 import numpy as np
 
 from .activations import sigmoid_from_negated, tanh
+from .cell import SIGNED, UNIT
 
 NAME = "gru"
 GATES = 3
 STATE_NAMES = ("h",)
 WINDOW_BUFFERS = 15        # (T, B, H) arrays' worth in the Workspace, for memory estimates
 GATE_ORDER = ("r", "z", "n")          # the same as torch.nn.GRU's
+VALUE_RANGES = {"h": SIGNED, "r": UNIT, "z": UNIT, "n": SIGNED}
+TORCH_MODULE = "GRU"
+TORCH_KWARGS: dict = {}
 
 
 def param_shapes(input_size: int, H: int) -> dict[str, tuple[int, ...]]:
@@ -54,11 +58,9 @@ class Workspace:
     """Buffers reused from one window to the next.
 
     The recurrence runs on transposed blocks, ``(3H, B)`` per step rather than ``(B, 3H)``:
-    OpenBLAS computes ``Whh h^T`` 30% faster than ``h Whh^T`` (measured at H=256, B=32, one
-    thread: 375 us against 550 us; H=512: 1.50 against 1.68 ms), and the backward's
-    ``Whh^T dz^T`` 10-30% faster than ``dz Whh``; each gate is then a contiguous (H, B) block
-    where a (B, H) column slice of (B, 3H) is strided (about 3x the elementwise cost).
-    Forward at H=256 went from 57 to 40 ms a window.
+    OpenBLAS computes ``Whh h^T`` faster than ``h Whh^T``, and each gate is then a contiguous
+    (H, B) block where a (B, H) column slice of (B, 3H) is strided (the measurements: commit
+    58b6d2a, and ``benchmarks/profile_step.py --cell gru``).
 
     x_proj: (T, B, 3H) input terms Wxh x_t + bh (filled by the network; read transposed),
             then in backward (T, 3H, B) [dhn, dz_r, dz_u]^T step by step
@@ -228,3 +230,24 @@ def step(p: dict, x: np.ndarray, rec: np.ndarray, state: tuple, work: np.ndarray
     np.subtract(h, n, h)
     np.multiply(h, ru[H:], h)
     np.add(h, n, h)                                    # h = n + u (h - n)
+
+
+def to_torch(p: dict) -> dict[str, np.ndarray]:
+    """The layer under torch.nn.GRU's names (its gate order, r, z, n, is ours). torch's two
+    biases only appear summed in the r and z rows, where ours is bias_ih and bias_hh is
+    zero; the reset gate multiplies the n rows of bias_hh, which are our bhn."""
+    H = len(p["bhn"])
+    bias_hh = np.zeros_like(p["bh"])
+    bias_hh[2 * H:] = p["bhn"]
+    return {"weight_ih": np.array(p["Wxh"]), "weight_hh": np.array(p["Whh"]),
+            "bias_ih": np.array(p["bh"]), "bias_hh": bias_hh}
+
+
+def from_torch(entries: dict) -> dict[str, np.ndarray]:
+    """The inverse of to_torch; the r and z rows of torch's two biases added up."""
+    bias_ih, bias_hh = entries["bias_ih"], entries["bias_hh"]
+    H = len(bias_hh) // 3
+    bh = np.array(bias_ih)
+    bh[:2 * H] += bias_hh[:2 * H]
+    return {"Wxh": entries["weight_ih"], "Whh": entries["weight_hh"], "bh": bh,
+            "bhn": bias_hh[2 * H:]}

@@ -37,6 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from .activations import sigmoid_from_negated, tanh, tanh_from_sigmoid
+from .cell import FREE, SIGNED, UNIT
 
 NAME = "lstm"
 GATES = 4
@@ -44,6 +45,9 @@ STATE_NAMES = ("h", "c")
 WINDOW_BUFFERS = 12        # (T, B, H) arrays' worth in the Workspace, for memory estimates
 # The order of the gates' rows in our stacking (torch.nn.LSTM's is i, f, g, o).
 GATE_ORDER = ("i", "f", "o", "g")
+VALUE_RANGES = {"h": SIGNED, "c": FREE, "i": UNIT, "f": UNIT, "o": UNIT, "g": SIGNED}
+TORCH_MODULE = "LSTM"
+TORCH_KWARGS: dict = {}
 
 
 def param_shapes(input_size: int, H: int) -> dict[str, tuple[int, ...]]:
@@ -207,3 +211,23 @@ def step(p: dict, x: np.ndarray, rec: np.ndarray, state: tuple, work: np.ndarray
     np.add(c, z[:H], c)                                # c += i * g
     np.tanh(c, h)
     np.multiply(h, z[2 * H:3 * H], h)                  # h = o * tanh(c)
+
+
+def _swap_o_g(a: np.ndarray) -> np.ndarray:
+    """A copy of ``a`` with its last two gate blocks of rows swapped: our (i, f, o, g) <->
+    torch's (i, f, g, o). Its own inverse."""
+    H = len(a) // 4
+    return np.concatenate([a[:2 * H], a[3 * H:], a[2 * H:3 * H]])
+
+
+def to_torch(p: dict) -> dict[str, np.ndarray]:
+    """The layer under torch.nn.LSTM's names, gate rows in its order (i, f, g, o); torch adds
+    two biases where we hold one: ours is bias_ih, and bias_hh is zero."""
+    return {"weight_ih": _swap_o_g(p["Wxh"]), "weight_hh": _swap_o_g(p["Whh"]),
+            "bias_ih": _swap_o_g(p["bh"]), "bias_hh": np.zeros_like(p["bh"])}
+
+
+def from_torch(entries: dict) -> dict[str, np.ndarray]:
+    """The inverse of to_torch; torch's two biases added up."""
+    return {"Wxh": _swap_o_g(entries["weight_ih"]), "Whh": _swap_o_g(entries["weight_hh"]),
+            "bh": _swap_o_g(entries["bias_ih"] + entries["bias_hh"])}

@@ -27,9 +27,11 @@ from types import ModuleType
 import numpy as np
 
 from . import dropout, embedding, gru, lstm, output, rnn
+from .cell import registry
 from .params import ParamSet
 
-CELLS: dict[str, ModuleType] = {module.NAME: module for module in (rnn, lstm, gru)}
+# The cells, by name: a new cell (model/cell.py says what it provides) is one line here.
+CELLS: dict[str, ModuleType] = registry(rnn, lstm, gru)
 MAX_WORKSPACES = 3
 # Upper bounds on a model's sizes, checked before anything is built. Each layer is Python
 # objects and buffers of its own, so a depth no one trains (100,000 layers of 8 units is
@@ -159,6 +161,13 @@ class Network:
         """Layer ``layer``'s arrays of ``params`` under their names within the cell."""
         prefix = layer_prefix(layer)
         return {name: params[prefix + name] for name in self.layer_param_shapes(layer)}
+
+    def value_ranges(self) -> dict[str, str]:
+        """What each of trace's arrays may hold (``l1.h`` -> "signed", ``l1.f`` -> "unit",
+        ``l1.c`` -> "free"; see cell.VALUE_RANGES), as each cell declares it."""
+        return {layer_prefix(layer) + name: value_range
+                for layer, cell in enumerate(self.cells)
+                for name, value_range in cell.VALUE_RANGES.items()}
 
     def layer_summary(self) -> list[tuple[str, str, int]]:
         """(layer name, description, parameter count) for each layer and the output layer."""

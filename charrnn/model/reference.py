@@ -89,3 +89,51 @@ def sample(h: np.ndarray, seed_ix: int, n: int, params: dict,
         x = one_hot(c, V)
         drawn.append(c)
     return drawn
+
+
+# --------------------------------------------------------------------------- every cell, plainly
+# One step of one layer for one stream, straight from each cell's equations (see its module):
+# column vectors, explicit sigmoids, no fused or transposed tricks. ``p`` holds the layer's
+# arrays under the cell's names (Wxh (G, I), Whh (G, H), bh (G,), and the GRU's bhn (H,));
+# x is (I, 1); state a tuple of (H, 1) columns, as the cell's STATE_NAMES. The tests check the
+# fast cells against these, and a new cell adds its step here.
+
+def sigmoid(a: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-a))
+
+
+def _gate(p: dict, k: int, x: np.ndarray, h_prev: np.ndarray) -> np.ndarray:
+    """Gate block k's pre-activation: ``W_k x + U_k h_{t-1} + b_k``."""
+    H = p["Whh"].shape[1]
+    rows = slice(k * H, (k + 1) * H)
+    return p["Wxh"][rows] @ x + p["Whh"][rows] @ h_prev + p["bh"].reshape(-1, 1)[rows]
+
+
+def rnn_step(p: dict, x: np.ndarray, state: tuple) -> tuple:
+    """``h_t = tanh(Wxh x_t + Whh h_{t-1} + bh)``."""
+    h_prev, = state
+    return (np.tanh(_gate(p, 0, x, h_prev)),)
+
+
+def lstm_step(p: dict, x: np.ndarray, state: tuple) -> tuple:
+    """Gates stored (i, f, o, g): ``c_t = f c_{t-1} + i g``, ``h_t = o tanh(c_t)``."""
+    h_prev, c_prev = state
+    i, f, o = (sigmoid(_gate(p, k, x, h_prev)) for k in range(3))
+    g = np.tanh(_gate(p, 3, x, h_prev))
+    c = f * c_prev + i * g
+    return o * np.tanh(c), c
+
+
+def gru_step(p: dict, x: np.ndarray, state: tuple) -> tuple:
+    """Gates stored (r, z, n): ``n = tanh(W_n x + b_n + r (U_n h + bhn))``,
+    ``h_t = (1 - z) n + z h_{t-1}``."""
+    h_prev, = state
+    H = p["Whh"].shape[1]
+    r, z = (sigmoid(_gate(p, k, x, h_prev)) for k in range(2))
+    n_rows = slice(2 * H, 3 * H)
+    n = np.tanh(p["Wxh"][n_rows] @ x + p["bh"].reshape(-1, 1)[n_rows]
+                + r * (p["Whh"][n_rows] @ h_prev + p["bhn"].reshape(-1, 1)))
+    return ((1 - z) * n + z * h_prev,)
+
+
+STEPS = {"rnn": rnn_step, "lstm": lstm_step, "gru": gru_step}

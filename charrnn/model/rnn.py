@@ -26,10 +26,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from .cell import SIGNED
+
 NAME = "rnn"
 GATES = 1                  # pre-activations per hidden unit: z has GATES * H columns
 STATE_NAMES = ("h",)       # what a stream carries from one window to the next
 WINDOW_BUFFERS = 4         # (T, B, H) arrays in the Workspace, for memory estimates
+VALUE_RANGES = {"h": SIGNED}
+TORCH_MODULE = "RNN"       # torch.nn.RNN(..., nonlinearity="tanh")
+TORCH_KWARGS = {"nonlinearity": "tanh"}
 
 
 def param_shapes(input_size: int, H: int) -> dict[str, tuple[int, ...]]:
@@ -74,19 +79,9 @@ class Workspace:
 
 def warm_up_blas(dtype) -> None:
     """One small matrix product with many columns, which lets OpenBLAS run the later products
-    of the process at full speed.
-
-    OpenBLAS 0.3.31 (Haswell kernels, on this 2-core AMD EPYC) can run every product of a
-    process 2-3x slower until one product with about 350 or more columns (and 32 or more
-    rows) has run; this cell's products at H = 256 have fewer. Measured, one thread:
-    (256, 2048) (2048, 256), dWhh's shape, 26 ms in a fresh process, 8 ms after this product
-    (a float64 one does it too: a state of the library, not a choice of kernel). A training
-    step at H=256, T=64, B=32 while the other core was busy: 89 ms without, 42 ms with; on
-    an idle machine the step's own products lifted it by the first step (44 ms either way).
-    The numbers are the same to the last bit; the product costs about a millisecond, once
-    per Workspace. (The gated cells' 3H- and 4H-column products, and this cell's at
-    H >= 352, do the same by themselves.)
-    """
+    of the process at full speed: some OpenBLAS builds run every product 2-3x slower until
+    one with about 350 or more columns has run, and this cell's products at H = 256 have
+    fewer (measured in commit a5cd644). Same numbers to the last bit; once per Workspace."""
     np.dot(np.zeros((64, 512), dtype), np.zeros((512, 384), dtype))
 
 
@@ -143,3 +138,16 @@ def step(p: dict, x: np.ndarray, rec: np.ndarray, state: tuple, work: np.ndarray
     """
     h, = state
     np.tanh(np.add(rec, x, h), h)
+
+
+def to_torch(p: dict) -> dict[str, np.ndarray]:
+    """The layer under torch.nn.RNN's names. torch adds two biases where we hold one:
+    ours is bias_ih, and bias_hh is zero."""
+    return {"weight_ih": p["Wxh"], "weight_hh": p["Whh"], "bias_ih": p["bh"],
+            "bias_hh": np.zeros_like(p["bh"])}
+
+
+def from_torch(entries: dict) -> dict[str, np.ndarray]:
+    """The inverse of to_torch; torch's two biases added up."""
+    return {"Wxh": entries["weight_ih"], "Whh": entries["weight_hh"],
+            "bh": entries["bias_ih"] + entries["bias_hh"]}

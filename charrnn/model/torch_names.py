@@ -26,25 +26,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .cell import TORCH_ENTRIES
 from .network import ModelSpec, Network, layer_prefix
 from .params import ParamSet
 
 OUTPUT_PREFIX = "out."
-TORCH_MODULES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}   # torch.nn.<name>
-
-
-def gate_rows_to_torch(cell: str, a: np.ndarray) -> np.ndarray:
-    """A copy of ``a`` with its gate rows (axis 0) in torch's order. LSTM: (i, f, o, g) ->
-    (i, f, g, o), a swap of the last two blocks, which is its own inverse; the vanilla cell
-    and the GRU are in torch's order already."""
-    a = np.asarray(a)
-    if cell != "lstm":
-        return a.copy()
-    H = a.shape[0] // 4
-    return np.concatenate([a[:2 * H], a[3 * H:], a[2 * H:3 * H]])
-
-
-gate_rows_from_torch = gate_rows_to_torch
 
 
 def describe(network: Network) -> dict:
@@ -53,9 +39,9 @@ def describe(network: Network) -> dict:
     ``dropout`` is the rate charrnn trained with, on every layer's output (the top one's too,
     before the Linear); torch's ``dropout=`` argument drops between layers only. Neither
     drops anything when generating text."""
-    s = network.spec
-    return {"cell": s.cell, "torch_module": TORCH_MODULES[s.cell],
-            "nonlinearity": "tanh" if s.cell == "rnn" else None,
+    s, cell = network.spec, network.cells[0]
+    return {"cell": s.cell, "torch_module": cell.TORCH_MODULE,
+            "nonlinearity": cell.TORCH_KWARGS.get("nonlinearity"),
             "num_layers": s.num_layers, "vocab_size": s.vocab_size,
             "input_size": s.vocab_size, "hidden_size": s.hidden_size,
             "dropout": s.dropout, "dtype": network.dtype.name,
@@ -90,20 +76,14 @@ def torch_shapes(network: Network) -> dict[str, tuple[int, ...]]:
 
 
 def to_torch_state_dict(network: Network, params: ParamSet) -> dict[str, np.ndarray]:
-    """``params`` under torch's names (see the module docstring), as new C-contiguous arrays
-    of the model's dtype."""
-    cell, H = network.spec.cell, network.hidden_size
+    """``params`` under torch's names (see the module docstring; each cell's ``to_torch``
+    names its layer), as new C-contiguous arrays of the model's dtype."""
     arrays = {}
-    for layer in range(network.spec.num_layers):
+    for layer, cell in enumerate(network.cells):
         p = {name: np.asarray(params[layer_prefix(layer) + name])
              for name in network.layer_param_shapes(layer)}
-        bias_hh = np.zeros_like(p["bh"])
-        if cell == "gru":
-            bias_hh[2 * H:] = p["bhn"]
-        arrays[f"weight_ih_l{layer}"] = gate_rows_to_torch(cell, p["Wxh"])
-        arrays[f"weight_hh_l{layer}"] = gate_rows_to_torch(cell, p["Whh"])
-        arrays[f"bias_ih_l{layer}"] = gate_rows_to_torch(cell, p["bh"])
-        arrays[f"bias_hh_l{layer}"] = gate_rows_to_torch(cell, bias_hh)
+        for entry, value in cell.to_torch(p).items():
+            arrays[f"{entry}_l{layer}"] = value
     arrays[OUTPUT_PREFIX + "weight"] = np.array(params["Why"])
     arrays[OUTPUT_PREFIX + "bias"] = np.array(params["by"])
     return {name: np.ascontiguousarray(value, dtype=network.dtype)
@@ -114,8 +94,8 @@ def from_torch_state_dict(network: Network, state_dict) -> ParamSet:
     """The inverse of to_torch_state_dict: charrnn's parameters from torch's entries (NumPy
     arrays, or anything np.asarray takes, e.g. CPU tensors without grad).
 
-    Where charrnn holds the sum of torch's two biases it adds them (rnn, lstm: every row;
-    gru: the r and z rows). Raises ValueError naming a missing, unexpected or misshapen entry.
+    Where charrnn holds the sum of torch's two biases it adds them (each cell's
+    ``from_torch``). Raises ValueError naming a missing, unexpected or misshapen entry.
     """
     shapes = torch_shapes(network)
     missing = [name for name in shapes if name not in state_dict]
@@ -129,21 +109,12 @@ def from_torch_state_dict(network: Network, state_dict) -> ParamSet:
         value = np.asarray(state_dict[name])
         if value.shape != shape:
             raise ValueError(f"{name} has shape {value.shape}, expected {shape}")
-        arrays[name] = value.astype(np.float64)   # the sums below in float64, rounded once
-    cell, H = network.spec.cell, network.hidden_size
+        arrays[name] = value.astype(np.float64)   # the sums in float64, rounded once
     ours = {}
-    for layer in range(network.spec.num_layers):
-        prefix = layer_prefix(layer)
-        bias_ih, bias_hh = arrays[f"bias_ih_l{layer}"], arrays[f"bias_hh_l{layer}"]
-        if cell == "gru":
-            bh = bias_ih.copy()
-            bh[:2 * H] += bias_hh[:2 * H]
-            ours[prefix + "bhn"] = bias_hh[2 * H:]
-        else:
-            bh = bias_ih + bias_hh
-        ours[prefix + "Wxh"] = gate_rows_from_torch(cell, arrays[f"weight_ih_l{layer}"])
-        ours[prefix + "Whh"] = gate_rows_from_torch(cell, arrays[f"weight_hh_l{layer}"])
-        ours[prefix + "bh"] = gate_rows_from_torch(cell, bh)
+    for layer, cell in enumerate(network.cells):
+        entries = {entry: arrays[f"{entry}_l{layer}"] for entry in TORCH_ENTRIES}
+        for name, value in cell.from_torch(entries).items():
+            ours[layer_prefix(layer) + name] = value
     ours["Why"] = arrays[OUTPUT_PREFIX + "weight"]
     ours["by"] = arrays[OUTPUT_PREFIX + "bias"]
     return network.params_from_arrays(ours)
