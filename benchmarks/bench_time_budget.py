@@ -25,7 +25,7 @@ import time
 from _common import DEFAULT_CORPUS, machine_lines, print_table
 
 from charrnn.checkpoint import load_checkpoint
-from charrnn.cli import Duration
+from charrnn.options import Duration
 
 
 def timed_run(text: str, budget: str, options: list[str], folder: str) -> dict:

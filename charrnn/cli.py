@@ -5,7 +5,6 @@ import contextlib
 import json
 import math
 import os
-import re
 import shlex
 import sys
 import time
@@ -30,6 +29,8 @@ from .export import (JSON_WARNING_BYTES, ExportError, check_export_output, defau
 from .importer import ImportModelError, checkpoint_from_export
 from .interactive import prompt_lines, run_session
 from .model import CELLS
+from .options import (POSITIVE, Duration, Fraction, RepeatWords,
+                      Temperature, TopP, nonempty_stops, range_help)
 from .optim import OPTIMIZERS
 from .page import WARN_PAGE_BYTES, PageError, PageSettings, check_page_size, render_writer_page
 from .prompts import PromptError, read_prompt_file, read_prompt_stream
@@ -112,59 +113,6 @@ def cli():
 
 def default_checkpoint_for(text_file: str) -> str:
     return runfiles.default_checkpoint_for(text_file, DEFAULT_CHECKPOINT_DIR)
-
-
-class Duration(click.ParamType):
-    """A length of time, ``90s``, ``5m``, ``1h30m`` or ``1.5h``, in seconds (more than 0)."""
-    name = "duration"
-    PATTERN = re.compile(r"(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\d*)?)m)?(?:(\d+(?:\.\d*)?)s)?")
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, (int, float)):
-            return float(value)
-        text = str(value).strip().lower()
-        match = self.PATTERN.fullmatch(text)
-        if not text or match is None or not any(match.groups()):
-            self.fail(f"{value!r} is not a duration: give a number with a unit, e.g. 90s, 5m, "
-                      f"1h30m.", param, ctx)
-        hours, minutes, seconds = (float(part) if part else 0.0 for part in match.groups())
-        total = hours * 3600 + minutes * 60 + seconds
-        if not (math.isfinite(total) and total > 0):
-            self.fail(f"{value!r} is not a duration longer than 0.", param, ctx)
-        return total
-
-
-class PositiveFloat(click.ParamType):
-    """A finite number greater than 0 (click's FloatRange lets NaN and inf through)."""
-    name = "float"
-
-    def convert(self, value, param, ctx):
-        number = click.FLOAT.convert(value, param, ctx)
-        if not (math.isfinite(number) and number > 0):
-            self.fail(f"{value!r} is not a finite number greater than 0.", param, ctx)
-        return number
-
-
-POSITIVE = PositiveFloat()
-
-
-class Fraction(click.ParamType):
-    """A number from 0 to 1 (to just below 1 if ``below_one``); NaN is refused here too."""
-    name = "float"
-
-    def __init__(self, below_one: bool = False):
-        self.below_one = below_one
-
-    def convert(self, value, param, ctx):
-        number = click.FLOAT.convert(value, param, ctx)
-        if not (0 <= number < 1 if self.below_one else 0 <= number <= 1):
-            self.fail(f"{value!r} is not a number in [0, {'1)' if self.below_one else '1]'}.",
-                      param, ctx)
-        return number
-
-
-def range_help(text: str, default) -> str:
-    return f"{text} [default: {default}]"
 
 
 @cli.command()
@@ -415,45 +363,6 @@ def open_checkpoint(path: str | None, best: bool = False, mention_best: bool = F
             say(f"note: {twin} has a lower validation loss ({loss_text(best_loss)}) than this "
                 f"checkpoint's last ({loss_text(last_loss)}); add --best to use it")
     return path, checkpoint
-
-
-class Temperature(PositiveFloat):
-    """A temperature: a finite number greater than 0; 0 points to --greedy."""
-
-    def convert(self, value, param, ctx):
-        if click.FLOAT.convert(value, param, ctx) == 0:
-            self.fail("0 is not a temperature; for the most likely character every time, use "
-                      "--greedy.", param, ctx)
-        return super().convert(value, param, ctx)
-
-
-class TopP(click.ParamType):
-    """A probability mass in (0, 1] (NaN is refused)."""
-    name = "float"
-
-    def convert(self, value, param, ctx):
-        number = click.FLOAT.convert(value, param, ctx)
-        if not 0 < number <= 1:
-            self.fail(f"{value!r} is not a number in (0, 1].", param, ctx)
-        return number
-
-
-class RepeatWords(click.ParamType):
-    """The loop guard's N words: 0 (off) or at least 2."""
-    name = "integer"
-
-    def convert(self, value, param, ctx):
-        number = click.INT.convert(value, param, ctx)
-        if number != 0 and number < 2:
-            self.fail(f"{value!r} is neither 0 (off) nor a run of 2 or more words.", param, ctx)
-        return number
-
-
-def nonempty_stops(ctx, param, values):
-    if any(value == "" for value in values):
-        raise click.BadParameter("an empty stop string would end every sample at once.",
-                                 ctx, param)
-    return tuple(values)
 
 
 @cli.command()

@@ -7,8 +7,6 @@ pass, not the Stream that sampling uses), or a brute-force search where one is p
 from __future__ import annotations
 
 import itertools
-import math
-import re
 
 import numpy as np
 import pytest

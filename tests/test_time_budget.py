@@ -16,7 +16,8 @@ from click.testing import CliRunner
 
 import charrnn.train as train_module
 from charrnn.checkpoint import History, TrainingState, load_checkpoint, save_checkpoint
-from charrnn.cli import Duration, cli
+from charrnn.cli import cli
+from charrnn.options import Duration
 from charrnn.config import DEFAULT_MAX_PASSES, DEFAULT_TIME_BUDGET, TrainConfig
 from charrnn.data import find_sources, read_corpus
 from charrnn.evaluate import score_text
