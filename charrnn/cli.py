@@ -584,7 +584,7 @@ def info(checkpoint_arg, checkpoint_path, best, as_json, quiet):
             "evaluations": len(checkpoint.history), "settings": config.to_dict()}))
         return
     lines = [f"checkpoint:        {path}",
-             f"iteration:         {state['iteration']} of {config.max_iters}",
+             f"iteration:         {state['iteration']:,} of {config.max_iters:,}",
              f"characters seen:   {state['chars_seen']:,}",
              f"training time:     {state['elapsed_seconds']:.1f} s",
              f"vocabulary:        {len(checkpoint.vocab)} characters",
@@ -616,10 +616,21 @@ def info(checkpoint_arg, checkpoint_path, best, as_json, quiet):
                      f"{state.val_total_chars:,} held-out characters, at the end of the run")
     for name, description, count in checkpoint.network().layer_summary():
         lines.append(f"  {name + ':':<17}{description}, {count:,} parameters")
+    lines.append(f"computed as:       {describe_computation(state)}")
     lines.append(f"history:           {history_path(runfiles.checkpoint_target(path))} ({len(checkpoint.history)} evaluations)")
     lines.append("settings:")
     lines += [f"  {name:<17}{value}" for name, value in config.to_dict().items()]
     emit("\n".join(lines))
+
+
+def describe_computation(state) -> str:
+    """How a run computes its windows (``info``): in groups of streams on threads, or the
+    whole batch at once with some BLAS threads (see Trainer.use_threads)."""
+    if state.stream_groups and state.stream_groups > 1:
+        return (f"{state.stream_groups} groups of streams, side by side on threads "
+                f"(the same bits with any thread count)")
+    threads = f"{state.blas_threads} BLAS thread(s)" if state.blas_threads else "BLAS threads"
+    return f"the whole batch at once, with {threads} (kept on resume)"
 
 
 @cli.command(name="list")

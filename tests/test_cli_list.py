@@ -83,7 +83,7 @@ def test_info_best_describes_the_best_twin(models):
     result = run("info", "--best", models[1])
     assert "checkpoint:        checkpoints/rnn.best.npz" in result.stdout
     twin = load_checkpoint("checkpoints/rnn.best.npz")
-    assert f"iteration:         {twin.state['iteration']} of" in result.stdout
+    assert f"iteration:         {twin.state['iteration']:,} of" in result.stdout
 
 
 @pytest.mark.parametrize("command", [["info"], ["plot", "-o", "p.png"], ["export"],

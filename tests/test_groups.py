@@ -8,8 +8,10 @@ import dataclasses
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from charrnn import threads
+from charrnn.cli import cli
 from charrnn.checkpoint import load_checkpoint
 from charrnn.config import TrainConfig
 from charrnn.data import read_corpus
@@ -159,6 +161,10 @@ def test_a_large_run_computes_its_streams_in_groups_and_saves_how_many(corpus, t
     assert small.stream_groups == 1 and small.grouped_step is None
     one, _ = trained(large_config(), corpus, tmp_path / "one.npz", 1)
     assert one.stream_groups == 1                     # --threads 1 on a new run: no groups
+    shown = CliRunner().invoke(cli, ["info", str(tmp_path / "m.npz")]).stdout
+    assert "computed as:       2 groups of streams" in shown
+    shown = CliRunner().invoke(cli, ["info", str(tmp_path / "one.npz")]).stdout
+    assert "computed as:       the whole batch at once, with 1 BLAS thread(s)" in shown
 
 
 def test_the_thread_count_of_a_grouped_run_does_not_change_its_bits(corpus, tmp_path,
