@@ -271,5 +271,5 @@ def test_cli_refuses_an_unknown_optimiser(tmp_path):
 
 def test_help_gives_both_default_learning_rates():
     help_text = " ".join(cli_run("train", "--help").stdout.split())
-    assert "0.07 with adagrad, 0.006 with adam" in help_text
+    assert "0.07 with adagrad, 0.003 with adam" in help_text
     assert "adagrad for rnn, adam for lstm, adam for gru" in help_text
