@@ -25,7 +25,8 @@ BUSY_LOOP = "while True: pass"
 
 
 def train_rate(workdir: str, threads: int | None, args) -> tuple[float, int]:
-    """chars/s of one `charrnn train` process, and the thread count it saved."""
+    """chars/s of one `charrnn train` process, and how it computed its windows (from what
+    it saved: ``2 groups`` of streams on threads, or ``1 BLAS`` thread for the whole batch)."""
     checkpoint = os.path.join(workdir, f"m{threads}.npz")
     command = [sys.executable, "-m", "charrnn", "train", args.corpus, "--checkpoint", checkpoint,
                "--force", "--max-iters", str(args.iters), "--cell", args.cell,
@@ -37,7 +38,9 @@ def train_rate(workdir: str, threads: int | None, args) -> tuple[float, int]:
     subprocess.run(command, check=True, cwd=REPO)
     with np.load(checkpoint, allow_pickle=False) as npz:
         state = json.loads(str(npz["state"]))
-    return state["chars_seen"] / state["elapsed_seconds"], state["blas_threads"]
+    groups = state.get("stream_groups") or 1
+    how = f"{groups} groups" if groups > 1 else f"{state['blas_threads']} BLAS"
+    return state["chars_seen"] / state["elapsed_seconds"], how
 
 
 def main(argv=None) -> int:
