@@ -1,6 +1,7 @@
 """The share of a training run that evaluation takes on a large corpus, before (0.4.0: all of
 the held-out text at every evaluation) and after (a fixed sample of at most 131,072 held-out
-characters at every evaluation, all of it once at the end).
+characters at every evaluation, and all of it once at the end when it has at most
+train.FULL_EVAL_MAX_CHARS characters).
 
 A corpus of ``--megabytes`` MB (default 200) is made as bench_corpus.py makes it, read, and
 split as training splits it (the last 10% of the text held out). Then, at the default model
@@ -74,7 +75,8 @@ def main() -> None:
     every = config.eval_every
     before = whole / (whole + every * step)
     run_iterations = DEFAULT_TIME_BUDGET / (step + sample / every)
-    after = (sample * run_iterations / every + whole) / DEFAULT_TIME_BUDGET
+    final = whole if trainer.scores_all_at_end else 0.0   # too large: the sample stands
+    after = (sample * run_iterations / every + final) / DEFAULT_TIME_BUDGET
     print(f"corpus: {megabytes:g} MB, {len(corpus.indices):,} characters (read in "
           f"{read_seconds:.1f} s); held out: {len(trainer.val_indices):,}; evaluation sample: "
           f"{len(trainer.val_sample):,}; model: {args.cell}, {args.num_layers} layer(s), "
@@ -83,7 +85,8 @@ def main() -> None:
         ["before: all held out", f"{len(trainer.val_indices):,}", f"{whole:.2f}",
          f"{before * 100:.1f}%"],
         ["after: a fixed sample", f"{len(trainer.val_sample):,}", f"{sample:.2f}",
-         f"{after * 100:.1f}% (with the end's full one, in a {DEFAULT_TIME_BUDGET:.0f} s run)"]])
+         f"{after * 100:.1f}% (in a {DEFAULT_TIME_BUDGET:.0f} s run, "
+         f"{'with' if final else 'without'} a final one of all held out)"]])
     sys.stdout.flush()
 
 

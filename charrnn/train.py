@@ -42,6 +42,10 @@ LAYER_OVERHEAD_BYTES = 32_000
 # the corpus; the end of a run scores all of it.
 EVAL_SAMPLE_PIECES = 32
 EVAL_SAMPLE_PIECE = 4096
+# ... and the end of a run scores all of it only up to this many characters (32 samples'
+# worth): on a 200 MB corpus, all 19 million held-out characters took 33 s, 11% of a
+# 5-minute run (benchmarks/bench_eval_share.py).
+FULL_EVAL_MAX_CHARS = 32 * EVAL_SAMPLE_PIECES * EVAL_SAMPLE_PIECE
 MIN_USEFUL_SEQ_LENGTH = 8      # shorter windows teach a model next to nothing
 MANY_PASSES = 1000             # a run of more passes over its text than this gets a note first
 LN2 = math.log(2)
@@ -133,6 +137,12 @@ class Trainer:
             config.optimizer, {slot: values.flat for slot, values in self.optimizer_state.items()},
             config.learning_rate, steps_taken=self.iteration)
         self.cursor = WindowCursor(self.streams, config.seq_length, self.position)
+
+    @property
+    def scores_all_at_end(self) -> bool:
+        """Whether the end of the run scores all of the held-out text, besides the evaluation
+        sample: when it is larger than the sample, up to FULL_EVAL_MAX_CHARS characters."""
+        return len(self.val_sample) < len(self.val_indices) <= FULL_EVAL_MAX_CHARS
 
     @property
     def chars_per_iteration(self) -> int:
@@ -531,7 +541,7 @@ def measure_costs(trainer: Trainer, budget: float) -> Costs:
     evaluation = time.perf_counter() - clock
     sample = step * TRAINING_SAMPLE_LENGTH / trainer.chars_per_iteration * 4
     final = 0.0
-    if len(trainer.val_indices) > len(trainer.val_sample):
+    if trainer.scores_all_at_end:
         final = evaluation * len(trainer.val_indices) / max(len(trainer.val_sample), 1)
     return Costs(step, evaluation, 0.0, sample, final)
 
@@ -744,7 +754,7 @@ def run_training(trainer: Trainer, checkpoint_path: str, show_progress: bool = T
         overfitting = overfitting_message(trainer.history, best_path(checkpoint_path))
         if overfitting:
             log(overfitting)
-        if final and len(trainer.val_indices) > len(trainer.val_sample):
+        if final and trainer.scores_all_at_end:
             trainer.full_val_loss = trainer.validation_loss(everything=True)
 
     keeper = None
