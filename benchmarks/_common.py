@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -186,3 +187,14 @@ def import_torch():
               f"`pip install torch` to include it", file=sys.stderr)
         return None
     return torch
+
+
+def timed_train(command: list[str]) -> tuple[float, str]:
+    """Run a ``charrnn train`` command line to its end: its wall-clock seconds, from before the
+    process starts to after it exits, and its stderr. A failure ends the benchmark with it."""
+    start = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True)
+    wall = time.monotonic() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
+    return wall, done.stderr

@@ -15,12 +15,10 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
-from _common import DEFAULT_CORPUS, machine_lines, print_table
+from _common import DEFAULT_CORPUS, machine_lines, print_table, timed_train
 
 from bench_corpus import make_text
 from charrnn.checkpoint import load_checkpoint
@@ -66,11 +64,7 @@ def main() -> None:
             text = make_corpus(folder, size_bytes(size))
             checkpoint = os.path.join(folder, f"m-{size}.npz")
             command = [sys.executable, "-m", "charrnn", "train", text, checkpoint, *options]
-            start = time.monotonic()
-            done = subprocess.run(command, capture_output=True, text=True)
-            wall = time.monotonic() - start
-            if done.returncode != 0:
-                raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
+            wall, _ = timed_train(command)
             saved = load_checkpoint(checkpoint)
             state = saved.state
             val = state.full_val_loss if state.full_val_loss is not None else state.last_val_loss

@@ -17,12 +17,10 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
-from _common import DEFAULT_CORPUS, machine_lines, print_table
+from _common import DEFAULT_CORPUS, machine_lines, print_table, timed_train
 
 from charrnn.checkpoint import load_checkpoint
 from charrnn.options import Duration
@@ -33,15 +31,11 @@ def timed_run(text: str, budget: str, options: list[str], folder: str) -> dict:
     checkpoint = os.path.join(folder, f"run-{budget}.npz")
     command = [sys.executable, "-m", "charrnn", "train", text, checkpoint, "--time", budget,
                "--threads", "2", *options]
-    start = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True)
-    wall = time.monotonic() - start
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
+    wall, stderr = timed_train(command)
     saved = load_checkpoint(checkpoint)
     val = saved.state.full_val_loss or saved.state.last_val_loss
     return {"wall": wall, "iterations": saved.state.iteration,
-            "followed": "pace" in done.stderr,
+            "followed": "pace" in stderr,
             "val_bits": val / math.log(2) if val is not None else math.nan}
 
 
