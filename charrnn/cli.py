@@ -897,7 +897,7 @@ DEFAULT_PAGE_LENGTH = 500
 @click.option("--top-k", default=0, show_default=True, type=click.IntRange(min=0), metavar="K",
               help="Top-k, as the page opens (0: all characters).")
 @click.option("--top-p", default=1.0, show_default=True,
-              type=click.FloatRange(min=0, max=1, min_open=True), metavar="P",
+              type=TopP(), metavar="P",
               help="Top-p, as the page opens (1: all characters).")
 @click.option("--quiet", "-q", is_flag=True, help="No notes on stderr, only errors.")
 def page(checkpoint_arg, checkpoint_path, best, output, prompt, length, temperature, top_k,

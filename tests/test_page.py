@@ -100,7 +100,10 @@ def test_too_large_a_model_is_refused_before_writing(monkeypatch):
     (["-o", "folder"], "is a directory"),
     (["--top-k", "999"], "larger than the vocabulary"),
     (["--prompt", "\u2603"], "--prompt has 1 character"),
-    (["--top-p", "0"], "0<x<=1|0 < x <= 1|range"),
+    (["--top-p", "0"], r"not a number in \(0, 1\]"),
+    (["--top-p", "nan"], r"not a number in \(0, 1\]"),     # as sample's --top-p: NaN too
+    (["--temperature", "nan"], "not a finite number greater than 0"),
+    (["--temperature", "0"], "not a finite number greater than 0"),
 ])
 def test_bad_input_is_one_line_and_touches_nothing(args, pattern):
     make_checkpoint("m.npz", "rnn", 1)
