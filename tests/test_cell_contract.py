@@ -54,7 +54,7 @@ def fake_cell(**changes) -> types.ModuleType:
     module = types.ModuleType("charrnn.model.echo")
     for name in ("GATES", "STATE_NAMES", "WINDOW_BUFFERS", "VALUE_RANGES", "TORCH_MODULE",
                  "TORCH_KWARGS", "Workspace", "param_shapes", "init_params", "forward",
-                 "backward", "internals", "step", "to_torch", "from_torch"):
+                 "backward", "internals", "sampling_step", "to_torch", "from_torch"):
         setattr(module, name, getattr(rnn, name))
     module.NAME = "echo"
     for name, value in changes.items():
@@ -66,7 +66,7 @@ def fake_cell(**changes) -> types.ModuleType:
 
 
 @pytest.mark.parametrize("changes,word", [
-    ({"step": None}, "step"),
+    ({"sampling_step": None}, "sampling_step"),
     ({"VALUE_RANGES": None}, "VALUE_RANGES"),
     ({"STATE_NAMES": ("c", "h")}, "start with 'h'"),
     ({"VALUE_RANGES": {"h": "bounded"}}, "VALUE_RANGES"),

@@ -12,7 +12,7 @@ H above it), G = GATES * H the pre-activations per step.
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -70,10 +70,11 @@ class Cell(Protocol):
     def internals(self, ws: CellWorkspace) -> dict[str, np.ndarray]:
         """Each unit's values after forward, by name (keys of VALUE_RANGES), each (T, B, H)."""
 
-    def step(self, p: dict, x: np.ndarray, rec: np.ndarray, state: tuple,
-             work: np.ndarray) -> None:
-        """One step of one stream for sampling, in place on ``state``: x (G,) the input term,
-        rec (G,) ``Whh h_{t-1}`` computed by the caller, work a (G,) scratch buffer."""
+    def sampling_step(self, p: dict, rec: np.ndarray,
+                      state: tuple) -> Callable[[np.ndarray], None]:
+        """Prepare one stream's step for sampling: returns ``advance(x)``, which moves
+        ``state`` (one (H,) array per state name) one step in place, given x (G,) the input
+        term; before each call the caller puts ``Whh h_{t-1}`` into the buffer ``rec`` (G,)."""
 
     def to_torch(self, p: dict) -> dict[str, np.ndarray]:
         """The layer's arrays under torch's names (TORCH_ENTRIES), rows in torch's order."""
@@ -92,8 +93,8 @@ def check_cell(module: ModuleType) -> None:
                        ("TORCH_KWARGS", dict), ("Workspace", type)):
         if not isinstance(getattr(module, name, None), kind):
             raise TypeError(f"cell {module.__name__} has no {name} ({kind.__name__})")
-    for name in ("param_shapes", "init_params", "forward", "backward", "internals", "step",
-                 "to_torch", "from_torch"):
+    for name in ("param_shapes", "init_params", "forward", "backward", "internals",
+                 "sampling_step", "to_torch", "from_torch"):
         if not callable(getattr(module, name, None)):
             raise TypeError(f"cell {module.__name__} has no function {name}")
     if module.STATE_NAMES[:1] != ("h",):

@@ -208,28 +208,36 @@ def internals(ws: Workspace) -> dict[str, np.ndarray]:
     return values
 
 
-def step(p: dict, x: np.ndarray, rec: np.ndarray, state: tuple, work: np.ndarray) -> None:
-    """One step for sampling, in place on ``state = (h,)``.
+def sampling_step(p: dict, rec: np.ndarray, state: tuple):
+    """Prepare one stream's step for sampling; returns ``advance(x)``, which moves
+    ``state = (h,)`` one step in place.
 
-    x: (3H,) the input term Wxh x_t + bh; rec: (3H,) Whh h_{t-1} from the caller (without
-    bhn); work: a (3H,) buffer. On vectors this short a call costs more than its arithmetic,
-    so this uses np.tanh (one call) rather than the exp-based functions, and no temporaries.
+    rec: (3H,) the buffer where the caller puts Whh h_{t-1} (without bhn) before each call;
+    x: (3H,) the input term Wxh x_t + bh. As the LSTM's: views and constants made once here,
+    and np.tanh (one call for both gates) rather than the exp-based functions.
     """
     h, = state
     H = h.shape[-1]
-    ru, n = work[:2 * H], work[2 * H:]
-    np.add(x[:2 * H], rec[:2 * H], ru)
-    np.multiply(ru, 0.5, ru)
-    np.tanh(ru, ru)
-    np.multiply(ru, 0.5, ru)
-    np.add(ru, 0.5, ru)                                # r, u = sigma(.) = 0.5 tanh(. / 2) + 0.5
-    np.add(rec[2 * H:], p["bhn"], n)                   # hn = U_n h + bhn
-    np.multiply(n, ru[:H], n)
-    np.add(n, x[2 * H:], n)
-    np.tanh(n, n)                                      # n = tanh(W_n x + b_n + r hn)
-    np.subtract(h, n, h)
-    np.multiply(h, ru[H:], h)
-    np.add(h, n, h)                                    # h = n + u (h - n)
+    ru, n = np.empty(2 * H, h.dtype), np.empty(H, h.dtype)
+    r, u = ru[:H], ru[H:]
+    rec_ru, rec_n = rec[:2 * H], rec[2 * H:]
+    bhn = np.array(p["bhn"], h.dtype)
+    half = np.array(0.5, h.dtype)
+
+    def advance(x: np.ndarray) -> None:
+        np.add(x[:2 * H], rec_ru, ru)
+        np.multiply(ru, half, ru)
+        np.tanh(ru, ru)
+        np.multiply(ru, half, ru)
+        np.add(ru, half, ru)                           # r, u = sigma(.) = 0.5 tanh(. / 2) + 0.5
+        np.add(rec_n, bhn, n)                          # hn = U_n h + bhn
+        np.multiply(n, r, n)
+        np.add(n, x[2 * H:], n)
+        np.tanh(n, n)                                  # n = tanh(W_n x + b_n + r hn)
+        np.subtract(h, n, h)
+        np.multiply(h, u, h)
+        np.add(h, n, h)                                # h = n + u (h - n)
+    return advance
 
 
 def to_torch(p: dict) -> dict[str, np.ndarray]:

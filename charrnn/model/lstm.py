@@ -191,26 +191,34 @@ def internals(ws: Workspace) -> dict[str, np.ndarray]:
     return values
 
 
-def step(p: dict, x: np.ndarray, rec: np.ndarray, state: tuple, work: np.ndarray) -> None:
-    """One step for sampling, in place on ``state = (h, c)``.
+def sampling_step(p: dict, rec: np.ndarray, state: tuple):
+    """Prepare one stream's step for sampling; returns ``advance(x)``, which moves
+    ``state = (h, c)`` one step in place.
 
-    x: (4H,) the input term Wxh x_t + bh; rec: (4H,) Whh h_{t-1} from the caller; work: a
-    (4H,) buffer. On vectors this short a call costs more than its arithmetic, so this uses
-    np.tanh (one call per nonlinearity) rather than the exp-based functions.
+    rec: (4H,) the buffer where the caller puts Whh h_{t-1} before each call; x: (4H,) the
+    input term Wxh x_t + bh. On vectors this short a NumPy call costs more than its
+    arithmetic, so the views and constants are made here, once (slicing in the step and
+    Python floats as operands cost about as much as the calls), and the gates use np.tanh,
+    one call for all four, rather than the exp-based functions of training.
     """
     h, c = state
     H = h.shape[-1]
-    z = np.add(x, rec, work)
-    sig = z[:3 * H]
-    np.multiply(sig, 0.5, sig)
-    np.tanh(z, z)                                      # g = tanh(.); tanh(. / 2) for i, f, o
-    np.multiply(sig, 0.5, sig)
-    np.add(sig, 0.5, sig)                              # i, f, o = 0.5 tanh(. / 2) + 0.5
-    np.multiply(z[H:2 * H], c, c)                      # c = f * c
-    np.multiply(z[:H], z[3 * H:], z[:H])
-    np.add(c, z[:H], c)                                # c += i * g
-    np.tanh(c, h)
-    np.multiply(h, z[2 * H:3 * H], h)                  # h = o * tanh(c)
+    z = np.empty(4 * H, h.dtype)
+    sig, i, f, o, g = z[:3 * H], z[:H], z[H:2 * H], z[2 * H:3 * H], z[3 * H:]
+    half = np.array(0.5, h.dtype)
+
+    def advance(x: np.ndarray) -> None:
+        np.add(x, rec, z)
+        np.multiply(sig, half, sig)
+        np.tanh(z, z)                                  # g = tanh(.); tanh(. / 2) for i, f, o
+        np.multiply(sig, half, sig)
+        np.add(sig, half, sig)                         # i, f, o = 0.5 tanh(. / 2) + 0.5
+        np.multiply(f, c, c)                           # c = f * c
+        np.multiply(i, g, i)
+        np.add(c, i, c)                                # c += i * g
+        np.tanh(c, h)
+        np.multiply(h, o, h)                           # h = o * tanh(c)
+    return advance
 
 
 def _swap_o_g(a: np.ndarray) -> np.ndarray:

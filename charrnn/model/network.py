@@ -381,7 +381,10 @@ class Stream:
             self.next_input.append(product[:len(above)])
             self.recurrent.append(product[len(above):])
         self.states = [tuple(np.zeros(H, dtype) for _ in cell.STATE_NAMES) for cell in self.cells]
-        self.work = [np.empty(len(recurrent), dtype) for recurrent in self.recurrent]
+        self.advance = [cell.sampling_step(self.layer_params[layer], self.recurrent[layer],
+                                           self.states[layer])
+                        for layer, cell in enumerate(self.cells)]
+        self.upper_bh = [self.layer_params[layer]["bh"] for layer in range(1, L)]
         self._top_Whh_T = self.stacked_T[-1][:, V:]
 
     def prime(self, c: int) -> None:
@@ -413,15 +416,12 @@ class Stream:
     def feed(self, c: int) -> None:
         """Advance every layer by character c (the top layer's recurrent term must be current:
         after logits_scaled() or inside prime())."""
-        x = self.input_rows[c]
-        top = len(self.cells) - 1
-        for layer, cell in enumerate(self.cells):
-            cell.step(self.layer_params[layer], x, self.recurrent[layer], self.states[layer],
-                      self.work[layer])
-            if layer < top:
-                np.dot(self.states[layer][0], self.stacked_T[layer], self.products[layer])
-                x = self.next_input[layer]
-                x += self.layer_params[layer + 1]["bh"]
+        self.advance[0](self.input_rows[c])
+        for layer, bh in enumerate(self.upper_bh):
+            np.dot(self.states[layer][0], self.stacked_T[layer], self.products[layer])
+            x = self.next_input[layer]
+            np.add(x, bh, x)
+            self.advance[layer + 1](x)
 
 
 # Checkpoint format 1 (charrnn 0.2.0 and before) held one vanilla layer under min-char-rnn's

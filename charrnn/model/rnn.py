@@ -129,15 +129,19 @@ def internals(ws: Workspace) -> dict[str, np.ndarray]:
     return {"h": ws.hs[1:]}
 
 
-def step(p: dict, x: np.ndarray, rec: np.ndarray, state: tuple, work: np.ndarray) -> None:
-    """One step for sampling, in place: ``h = tanh(x + rec)``.
+def sampling_step(p: dict, rec: np.ndarray, state: tuple):
+    """Prepare one stream's step for sampling; returns ``advance(x)``, which sets
+    ``h = tanh(x + rec)`` in place.
 
-    x: (H,) the input term Wxh x_t + bh; rec: (H,) Whh h_{t-1}, computed by the caller
-    (it stacks Whh with the next layer's weights to make one product of h); state: (h,);
-    work: a scratch buffer, unused here (the gated cells need one).
+    rec: (H,) the buffer where the caller puts Whh h_{t-1} before each call (it stacks Whh
+    with the next layer's weights to make one product of h); state: (h,); x: (H,) the input
+    term Wxh x_t + bh.
     """
     h, = state
-    np.tanh(np.add(rec, x, h), h)
+
+    def advance(x: np.ndarray) -> None:
+        np.tanh(np.add(rec, x, h), h)
+    return advance
 
 
 def to_torch(p: dict) -> dict[str, np.ndarray]:
