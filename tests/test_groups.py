@@ -5,6 +5,7 @@ to one ungrouped step to rounding), and the same bits however many threads run t
 that is what lets the thread count follow the machine without changing a run's results.
 """
 import dataclasses
+import time
 
 import numpy as np
 import pytest
@@ -196,3 +197,30 @@ def test_a_run_saved_before_groups_goes_on_as_it_was_trained(corpus, tmp_path, t
     resumed = Trainer(dataclasses.replace(config, max_iters=6), corpus, checkpoint)
     resumed.use_threads(None)
     assert resumed.stream_groups == 1 and resumed.grouped_step is None
+
+
+@pytest.mark.parametrize("failing", [0, 1, 3])
+def test_a_group_that_fails_stops_the_step_after_every_thread_is_done(failing):
+    """Whichever thread computes the failing group, the error reaches the caller, and only
+    once no other group is still writing into the state (the others are slow here)."""
+    net, params, state, inputs, targets, masks = setup("rnn", np.float64, B=16)
+    step = GroupedStep(net, 16, 4, threads=2)
+    started, finished = set(), set()
+
+    def patched(g, backward):
+        def slow_or_failing(*args):
+            started.add(g)
+            if g == failing:
+                raise MemoryError(f"group {g}")
+            time.sleep(0.1)
+            backward(*args)
+            finished.add(g)
+        return slow_or_failing
+    for g, network in enumerate(step.networks):
+        network.backward = patched(g, network.backward)
+    try:
+        with pytest.raises(MemoryError, match=f"group {failing}"):
+            step(params, inputs, targets, state, masks, net.zeros())
+        assert started - {failing} == finished and len(started) > 1
+    finally:
+        step.close()
