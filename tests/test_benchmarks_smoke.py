@@ -90,6 +90,27 @@ def test_bench_busy_quick_prints_alone_and_busy_rows():
     assert "default (" in output
 
 
+def test_busy_barrier_quick_prints_threads_and_processes_alone_and_busy():
+    output = run_benchmark("busy_barrier.py")
+    header_line(output, "machine", "K", "how", "x one thread")
+    for row in ("alone", "beside a busy process"):
+        assert row in output
+    assert "2 processes" in output and "2 threads" in output
+
+
+def test_group_sizes_quick_prints_every_grouping_alone_and_busy():
+    output = run_benchmark("group_sizes.py")
+    header_line(output, "machine", "groups", "threads", "chars/s", "x 1 group")
+    assert output.count("alone") == 5 and output.count("beside a busy process") == 5
+
+
+def test_sampling_parts_quick_prints_a_row_per_cell():
+    output = run_benchmark("sampling_parts.py")
+    header_line(output, "cell", "generate", "product", "feed", "step", "draw and loop")
+    for cell in ("rnn", "lstm", "gru"):
+        assert any(line.split()[:1] == [cell] for line in output.splitlines())
+
+
 def test_bench_sampling_quality_quick_prints_a_table_per_model():
     output = run_benchmark("bench_sampling_quality.py")
     header_line(output, "setting", "repeated lines", "distinct 4-grams %", "known words %",
