@@ -1,7 +1,8 @@
 """What a recurrent cell is: the contract every cell module keeps, and the registry of cells.
 
 A cell is one module (rnn.py, lstm.py, gru.py) that opens with its equations and provides
-the names below; registering it is one line, in network.py's ``CELLS``. The network (network.py) calls nothing else, so a new cell that keeps this contract trains,
+the names below; registering it is one line, in network.py's ``CELLS``. The network
+(network.py) calls nothing else, so a new cell that keeps this contract trains,
 evaluates, samples, saves, exports to PyTorch and shows in `charrnn viz` as the others do,
 and the tests that run over ``CELLS`` (gradients, PyTorch parity, checkpoints, sampling)
 check it by its registration alone.
