@@ -26,7 +26,7 @@ benchmark runs twice, in child processes: once with the environment as it is, on
 variables unset (what a user's NumPy does); each table says which kernel ran.
 
 Usage:  python benchmarks/bench_cells.py [--quick] [--sizes 256,512] [--only training|sampling]
-                                         [--cells rnn,lstm,gru] [--env both|as-is|unset]
+                                         [--cells rnn,lstm,gru] [--env both|as-is|unset] [--all]
 """
 from __future__ import annotations
 
@@ -184,11 +184,13 @@ def run_child(args) -> int:
     print(f"chars/s = median of {timing['rounds']} chunks of ~{timing['chunk_seconds']} s, "
           f"contenders timed in turns; (n) = the thread count of the faster figure\n")
 
-    rows = []
+    rows, every = [], []
     for H in (sizes if args.only != "sampling" else []):
         for cell in cells:
             results = train_contenders(corpus, cell, H, torch, threads)
             run_interleaved(list(results.values()), **timing)
+            every += [[f"H={H}", cell, name, format_rate(contender.rate)]
+                      for name, contender in results.items()]
             ours, our_threads = best(results, "charrnn")
             theirs, their_threads = best(results, "torch")
             plain, plain_threads = best(results, "no-oneDNN")
@@ -202,6 +204,9 @@ def run_child(args) -> int:
         print("Training, chars/s (float32, one layer)")
         print_table(["config", "cell", "charrnn", "torch", "x torch", "torch no-oneDNN",
                      "x no-oneDNN", "target (user's kernels)"], rows)
+    if every and args.all:
+        print("\nEvery contender (charrnn/2g: 2 groups of streams on 2 threads)")
+        print_table(["size", "cell", "contender/threads", "chars/s"], every)
     if args.only == "training":
         return 0
 
@@ -232,6 +237,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baselines")
     parser.add_argument("--sizes", default="256,512", help="hidden sizes, comma-separated")
     parser.add_argument("--rounds", type=int, default=7, help="timed chunks per contender")
+    parser.add_argument("--all", action="store_true",
+                        help="also print every training contender's figure (each thread count)")
     parser.add_argument("--corpus", default=DEFAULT_CORPUS)
     parser.add_argument("--cells", default=",".join(CELLS),
                         help="the cells to time, comma-separated (default: all)")

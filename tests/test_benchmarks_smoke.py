@@ -111,6 +111,13 @@ def test_sampling_parts_quick_prints_a_row_per_cell():
         assert any(line.split()[:1] == [cell] for line in output.splitlines())
 
 
+def test_product_orientation_quick_prints_both_ways_for_every_cell():
+    output = run_benchmark("product_orientation.py")
+    header_line(output, "cell", "B", "h Whh^T", "Whh h^T", "dz Whh", "Whh^T dz^T")
+    for cell in ("rnn", "lstm", "gru"):
+        assert sum(line.split()[:1] == [cell] for line in output.splitlines()) == 2
+
+
 def test_bench_sampling_quality_quick_prints_a_table_per_model():
     output = run_benchmark("bench_sampling_quality.py")
     header_line(output, "setting", "repeated lines", "distinct 4-grams %", "known words %",
