@@ -224,3 +224,22 @@ def test_a_group_that_fails_stops_the_step_after_every_thread_is_done(failing):
         assert started - {failing} == finished and len(started) > 1
     finally:
         step.close()
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_the_helper_threads_keep_the_callers_numpy_error_settings(cell):
+    """NumPy's error settings are per thread: overflow the trainer silences must stay silent
+    whichever thread computes a group (the trainer reports it itself, with advice)."""
+    import warnings
+    net, params, state, inputs, targets, masks = setup(cell, np.float32, B=16)
+    params.flat[:] = np.inf                      # inf - inf: invalid values everywhere
+    step = GroupedStep(net, 16, 4, threads=2)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(RuntimeWarning):      # the control: it does overflow
+                step(params, inputs, targets, state, masks, net.zeros())
+            with np.errstate(all="ignore"):
+                step(params, inputs, targets, state, masks, net.zeros())
+    finally:
+        step.close()

@@ -44,7 +44,7 @@ def group_slices(num_streams: int, groups: int) -> list[slice]:
 
 
 class GroupedStep:
-    """Forward and backward of one window of B streams, as G groups on G threads.
+    """Forward and backward of one window of B streams, as G groups on up to G threads.
 
     network: the model (a Network per group is made from its spec, each with buffers of its
     own). threads: how many of the groups may run at once (1: one after another, the same
@@ -63,7 +63,8 @@ class GroupedStep:
         self.group_grads = [None] + [network.zeros() for _ in self.slices[1:]]
         self.threads = max(1, min(threads, groups))
         # The calling thread computes groups too: one thread fewer to wake at every window
-        # (at H=256, B=32 on 2 cores: 267k -> 315k chars/s, benchmarks/bench_busy.py)
+        # (the default run at H=256, B=32 on 2 cores: 280k -> 302k chars/s with OpenBLAS's
+        # Haswell kernels, 403k -> 437k with SkylakeX, benchmarks/bench_busy.py)
         self._pool = (ThreadPoolExecutor(self.threads - 1, thread_name_prefix="charrnn-group")
                       if self.threads > 1 else None)
 
@@ -97,15 +98,21 @@ class GroupedStep:
             losses = [run(g) for g in range(self.groups)]
         else:
             losses = [0.0] * self.groups
-            next_group, lock = iter(range(self.groups)), threading.Lock()
+            next_group, lock, failed = iter(range(self.groups)), threading.Lock(), []
+            settings = np.geterr()     # NumPy's error settings are per thread: the caller's
 
             def work() -> None:        # take the next group not yet taken, until none is left
-                while True:
-                    with lock:
-                        g = next(next_group, None)
-                    if g is None:
-                        return
-                    losses[g] = run(g)
+                with np.errstate(**settings):
+                    while True:
+                        with lock:
+                            g = None if failed else next(next_group, None)
+                        if g is None:
+                            return
+                        try:
+                            losses[g] = run(g)
+                        except BaseException:
+                            failed.append(True)       # no thread takes another group
+                            raise
             helpers = [self._pool.submit(work) for _ in range(self.threads - 1)]
             try:
                 work()
