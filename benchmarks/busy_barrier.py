@@ -2,8 +2,9 @@
 
 A training step cut into groups is a fork and a join: the groups' work runs side by side,
 and the step ends when the last group ends. This toy times that shape without charrnn:
-each step is the same fixed work (one-threaded (256, 512) x (512, 512) float32 products, in
-which NumPy lets go of the interpreter lock), cut into K equal chunks, computed
+each step is the same fixed work, a one-threaded (1024, 512) x (512, 512) float32 product
+(NumPy lets go of the interpreter lock inside it), cut into K products of 1024 / K rows,
+computed
 
   one thread      the K chunks one after another
   2 threads       two Python threads taking the next chunk not yet taken
@@ -29,19 +30,21 @@ import numpy as np
 from _common import format_ratio, machine_lines, print_table
 
 BUSY_LOOP = "while True: pass"
-LEFT = np.random.default_rng(0).random((256, 512), dtype=np.float32)
+LEFT = np.random.default_rng(0).random((1024, 512), dtype=np.float32)
 RIGHT = np.random.default_rng(1).random((512, 512), dtype=np.float32)
 
 
-def chunk(_=None) -> None:
-    np.dot(LEFT, RIGHT)
+def chunk(k: int = 0, chunks: int = 2) -> None:
+    """The k-th of ``chunks`` equal parts of a step's product."""
+    rows = len(LEFT) // chunks
+    np.dot(LEFT[k * rows:(k + 1) * rows], RIGHT)
 
 
 def one_thread(steps: int, chunks: int) -> float:
     start = time.perf_counter()
     for _ in range(steps):
-        for _ in range(chunks):
-            chunk()
+        for k in range(chunks):
+            chunk(k, chunks)
     return steps / (time.perf_counter() - start)
 
 
@@ -54,26 +57,28 @@ def two_threads(steps: int, chunks: int) -> float:
             def work() -> None:
                 while True:
                     with lock:
-                        if next(left, None) is None:
-                            return
-                    chunk()
+                        k = next(left, None)
+                    if k is None:
+                        return
+                    chunk(k, chunks)
             helper = pool.submit(work)
             work()
             helper.result()
         return steps / (time.perf_counter() - start)
 
 
-def worker(connection) -> None:
+def worker(connection, k: int) -> None:
     from threadpoolctl import threadpool_limits
     with threadpool_limits(1):
         while connection.recv():
-            chunk()
+            chunk(k, 2)
             connection.send(True)
 
 
 def two_processes(steps: int) -> float:
     pipes = [multiprocessing.Pipe() for _ in range(2)]
-    workers = [multiprocessing.Process(target=worker, args=(child,)) for _, child in pipes]
+    workers = [multiprocessing.Process(target=worker, args=(child, k))
+               for k, (_, child) in enumerate(pipes)]
     for process in workers:
         process.start()
     try:
@@ -98,12 +103,12 @@ def two_processes(steps: int) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few steps: checks it runs")
-    parser.add_argument("--steps", type=int, default=400, help="steps of 2 chunks per figure")
+    parser.add_argument("--steps", type=int, default=400, help="steps per figure")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps = 4
     from threadpoolctl import threadpool_limits
-    print("a fork-join step of equal one-threaded products, cut into K chunks")
+    print("a fork-join step: one one-threaded product cut into K row blocks")
     for line in machine_lines():
         print(line)
     rows = []
@@ -111,8 +116,9 @@ def main(argv=None) -> int:
         for load in ("alone", "beside a busy process"):
             busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) if load != "alone" else None
             try:
+                time.sleep(0.2)
                 for chunks in (2, 4, 8, 16):
-                    steps = max(1, args.steps * 2 // chunks)
+                    steps = args.steps
                     base = one_thread(steps, chunks)
                     rows.append([load, str(chunks), "2 threads",
                                  format_ratio(two_threads(steps, chunks), base)])

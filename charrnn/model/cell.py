@@ -69,7 +69,8 @@ class Cell(Protocol):
         ``grads``; returns (dL/dz (T, B, G), the initial state's gradients)."""
 
     def internals(self, ws: CellWorkspace) -> dict[str, np.ndarray]:
-        """Each unit's values after forward, by name (keys of VALUE_RANGES), each (T, B, H)."""
+        """Each unit's values after forward, by name (keys of VALUE_RANGES), each (T, B, H):
+        views of the workspace, valid until backward (which may reuse its memory)."""
 
     def sampling_step(self, p: dict, rec: np.ndarray,
                       state: tuple) -> Callable[[np.ndarray], None]:

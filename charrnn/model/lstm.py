@@ -75,9 +75,9 @@ class Workspace:
 
     The recurrence runs on transposed blocks, ``(4H, B)`` per step rather than ``(B, 4H)``, as
     the GRU's: OpenBLAS computes ``Whh h^T`` faster than ``h Whh^T`` (at H=256 and 16 streams,
-    one thread: 50 against 111 us with its SkylakeX kernels, 85 against 102 with its Haswell
-    ones), and each gate is then a contiguous (H, B) block where a (B, H) column slice of
-    (B, 4H) is strided.
+    one thread: 49 against 113 us with its SkylakeX kernels, 80 against 95 with its Haswell
+    ones; benchmarks/product_orientation.py), and each gate is then a contiguous (H, B) block
+    where a (B, H) column slice of (B, 4H) is strided.
 
     x_proj: (T, B, 4H) input terms Wxh x_t + bh (filled by the network; read transposed),
             then in backward (T, 4H, B) dL/dz_t^T step by step

@@ -384,7 +384,7 @@ class Stream:
         self.advance = [cell.sampling_step(self.layer_params[layer], self.recurrent[layer],
                                            self.states[layer])
                         for layer, cell in enumerate(self.cells)]
-        self.upper_bh = [self.layer_params[layer]["bh"] for layer in range(1, L)]
+        self.upper_bh = [self.layer_params[layer]["bh"].copy() for layer in range(1, L)]
         self._top_Whh_T = self.stacked_T[-1][:, V:]
 
     def prime(self, c: int) -> None:
