@@ -198,3 +198,23 @@ def timed_train(command: list[str]) -> tuple[float, str]:
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
     return wall, done.stderr
+
+
+LOADS = ("alone", "beside a busy process")
+
+
+@contextmanager
+def machine_load(load: str):
+    """Run the block as ``load`` (one of LOADS) says: alone, or while a second process spins
+    on one core (``while True: pass``, as a browser tab or a compiler would), started 0.2 s
+    before the block and killed after it."""
+    if load == LOADS[0]:
+        yield
+        return
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        yield
+    finally:
+        busy.kill()
+        busy.wait()

@@ -19,9 +19,9 @@ import tempfile
 
 import numpy as np
 
-from _common import DEFAULT_CORPUS, REPO, format_rate, format_ratio, machine_lines, print_table
+from _common import (DEFAULT_CORPUS, LOADS, REPO, format_rate, format_ratio, machine_lines,
+                     machine_load, print_table)
 
-BUSY_LOOP = "while True: pass"
 
 
 def train_rate(workdir: str, threads: int | None, args) -> tuple[float, int]:
@@ -60,17 +60,11 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         results = {}
-        for load in ("alone", "beside a busy process"):
-            busy = (subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
-                    if load != "alone" else None)
-            try:
+        for load in LOADS:
+            with machine_load(load):
                 for threads in (1, 2, None):
                     results[load, threads] = train_rate(workdir, threads, args)
-            finally:
-                if busy is not None:
-                    busy.kill()
-                    busy.wait()
-        for load in ("alone", "beside a busy process"):
+        for load in LOADS:
             one = results[load, 1][0]
             for threads in (1, 2, None):
                 rate, saved = results[load, threads]

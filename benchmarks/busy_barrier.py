@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import subprocess
 import sys
 import threading
 import time
@@ -27,9 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from _common import format_ratio, machine_lines, print_table
+from _common import LOADS, format_ratio, machine_lines, machine_load, print_table
 
-BUSY_LOOP = "while True: pass"
 LEFT = np.random.default_rng(0).random((1024, 512), dtype=np.float32)
 RIGHT = np.random.default_rng(1).random((512, 512), dtype=np.float32)
 
@@ -113,22 +111,15 @@ def main(argv=None) -> int:
         print(line)
     rows = []
     with threadpool_limits(1):
-        for load in ("alone", "beside a busy process"):
-            busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) if load != "alone" else None
-            try:
-                time.sleep(0.2)
+        for load in LOADS:
+            with machine_load(load):
                 for chunks in (2, 4, 8, 16):
-                    steps = args.steps
-                    base = one_thread(steps, chunks)
+                    base = one_thread(args.steps, chunks)
                     rows.append([load, str(chunks), "2 threads",
-                                 format_ratio(two_threads(steps, chunks), base)])
+                                 format_ratio(two_threads(args.steps, chunks), base)])
                     if chunks == 2:
                         rows.append([load, "2", "2 processes",
-                                     format_ratio(two_processes(steps), base)])
-            finally:
-                if busy is not None:
-                    busy.kill()
-                    busy.wait()
+                                     format_ratio(two_processes(args.steps), base)])
     print()
     print_table(["machine", "K", "how", "x one thread"], rows)
     return 0

@@ -11,19 +11,18 @@ Usage:  python benchmarks/group_sizes.py [--quick] [--cell rnn] [--hidden-size 2
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 
 import numpy as np
 
-from _common import blas_threads_limited, format_rate, format_ratio, machine_lines, print_table
+from _common import (LOADS, blas_threads_limited, format_rate, format_ratio, machine_lines,
+                     machine_load, print_table)
 
 from charrnn.model import ModelSpec, Network
 from charrnn.model.groups import GroupedStep
 
 T, B, V = 32, 32, 65
-BUSY_LOOP = "while True: pass"
 
 
 def rate(network, params, state, inputs, targets, groups: int, threads: int, windows: int):
@@ -63,10 +62,8 @@ def main(argv=None) -> int:
         print(line)
     rows = []
     with blas_threads_limited(1):
-        for load in ("alone", "beside a busy process"):
-            busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) if load != "alone" else None
-            try:
-                time.sleep(0.2)
+        for load in LOADS:
+            with machine_load(load):
                 whole = rate(network, params, state, inputs, targets, 1, 1, windows)
                 rows.append([load, "1", "1", format_rate(whole), "1.00x"])
                 for groups, threads in ((2, 1), (2, 2), (4, 1), (4, 2)):
@@ -74,10 +71,6 @@ def main(argv=None) -> int:
                                  windows)
                     rows.append([load, str(groups), str(threads), format_rate(chars),
                                  format_ratio(chars, whole)])
-            finally:
-                if busy is not None:
-                    busy.kill()
-                    busy.wait()
     print()
     print_table(["machine", "groups", "threads", "chars/s", "x 1 group"], rows)
     return 0
