@@ -28,33 +28,43 @@ class Duration(click.ParamType):
         return total
 
 
-class PositiveFloat(click.ParamType):
-    """A finite number greater than 0 (click's FloatRange lets NaN and inf through)."""
+class CheckedFloat(click.ParamType):
+    """A number that ``accepts`` must let through, or a one-line error saying it is not
+    ``description``: click's FloatRange lets NaN (and inf) through, so these check it
+    themselves."""
     name = "float"
+    description = "a number"
+
+    def accepts(self, number: float) -> bool:
+        raise NotImplementedError
 
     def convert(self, value, param, ctx):
         number = click.FLOAT.convert(value, param, ctx)
-        if not (math.isfinite(number) and number > 0):
-            self.fail(f"{value!r} is not a finite number greater than 0.", param, ctx)
+        if not self.accepts(number):
+            self.fail(f"{value!r} is not {self.description}.", param, ctx)
         return number
+
+
+class PositiveFloat(CheckedFloat):
+    """A finite number greater than 0."""
+    description = "a finite number greater than 0"
+
+    def accepts(self, number: float) -> bool:
+        return math.isfinite(number) and number > 0
 
 
 POSITIVE = PositiveFloat()
 
 
-class Fraction(click.ParamType):
-    """A number from 0 to 1 (to just below 1 if ``below_one``); NaN is refused here too."""
-    name = "float"
+class Fraction(CheckedFloat):
+    """A number from 0 to 1 (to just below 1 if ``below_one``)."""
 
     def __init__(self, below_one: bool = False):
         self.below_one = below_one
+        self.description = f"a number in [0, {'1)' if below_one else '1]'}"
 
-    def convert(self, value, param, ctx):
-        number = click.FLOAT.convert(value, param, ctx)
-        if not (0 <= number < 1 if self.below_one else 0 <= number <= 1):
-            self.fail(f"{value!r} is not a number in [0, {'1)' if self.below_one else '1]'}.",
-                      param, ctx)
-        return number
+    def accepts(self, number: float) -> bool:
+        return 0 <= number < 1 if self.below_one else 0 <= number <= 1
 
 
 def range_help(text: str, default) -> str:
@@ -71,15 +81,12 @@ class Temperature(PositiveFloat):
         return super().convert(value, param, ctx)
 
 
-class TopP(click.ParamType):
-    """A probability mass in (0, 1] (NaN is refused)."""
-    name = "float"
+class TopP(CheckedFloat):
+    """A probability mass in (0, 1]."""
+    description = "a number in (0, 1]"
 
-    def convert(self, value, param, ctx):
-        number = click.FLOAT.convert(value, param, ctx)
-        if not 0 < number <= 1:
-            self.fail(f"{value!r} is not a number in (0, 1].", param, ctx)
-        return number
+    def accepts(self, number: float) -> bool:
+        return 0 < number <= 1
 
 
 class RepeatWords(click.ParamType):
